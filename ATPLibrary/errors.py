@@ -1,0 +1,80 @@
+"""One error tree for the whole library.
+
+Every error ATPLibrary raises derives from :class:`ATPError`.  The classes set
+``ROBOT_SUPPRESS_NAME`` so that log.html shows the message alone (it already says
+what failed and what to do) instead of a Python class name.  Protocol clients use
+these classes too; they never import Robot Framework.
+"""
+
+from __future__ import annotations
+
+
+class ATPError(Exception):
+    """Base of every error raised by ATPLibrary."""
+
+    ROBOT_SUPPRESS_NAME = True
+
+
+class ConfigurationError(ATPError):
+    """Bad input from the user: an unknown name, a malformed value, a missing setting."""
+
+
+class HostError(ATPError):
+    """A libvirt host could not be reached or answered with an error."""
+
+
+class HostConnectionError(HostError):
+    """Opening (or re-opening) a libvirt connection failed."""
+
+
+class VMNotFoundError(HostError):
+    """The named domain does not exist on the host."""
+
+
+class VMStateError(HostError):
+    """The domain is not in the state the operation needs, or did not reach it in time."""
+
+
+class WaitTimeoutError(ATPError, TimeoutError):
+    """A wait ran out of time.  The message names what was awaited and the timeout."""
+
+
+class GuestAgentError(ATPError):
+    """The QEMU guest agent (qemu-ga) returned an error or could not be reached."""
+
+
+class GuestAgentNotResponding(GuestAgentError):
+    """qemu-ga did not answer within the deadline."""
+
+
+class GuestCommandError(GuestAgentError):
+    """A command run in the guest exited with an unexpected code, or did not finish in time."""
+
+
+class QMPError(ATPError):
+    """QEMU's monitor rejected a command."""
+
+
+class KeyMapError(ConfigurationError):
+    """A key name or character is not known to the key map / layout."""
+
+
+class LabError(ATPError):
+    """The local lab could not be set up, started or stopped."""
+
+
+class VMStateTimeout(VMStateError, WaitTimeoutError):
+    """A domain did not reach the wanted state in time (names the VM, the state wanted and seen, the timeout)."""
+
+
+class ScreenshotError(ATPError):
+    """A screenshot could not be taken or decoded."""
+
+
+class QMPCommandError(QMPError):
+    """QEMU answered a QMP command with an error reply; ``error_class`` and ``desc`` are QEMU's."""
+
+    def __init__(self, message: str, error_class: str = "GenericError", desc: str = "") -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.desc = desc
