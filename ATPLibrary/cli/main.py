@@ -1,0 +1,81 @@
+"""The `atp` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ATPLibrary.errors import ATPError
+
+
+def _lab_up(args: argparse.Namespace) -> int:
+    from ATPLibrary.lab.lab import Lab
+
+    lab_vars = Lab().up(args.vms, timeout=args.timeout)
+    from ATPLibrary.lab import paths
+
+    print(f"lab variables: {paths.vars_file()} ({len(lab_vars['vms'])} guests: {', '.join(lab_vars['vms'])})")
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from ATPLibrary.lab.lab import Lab
+
+    info = Lab().status()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"lab dir:   {info['lab_dir']}")
+    print(f"libvirtd:  {info['libvirtd']}")
+    for name, d in info["daemons_started_by_lab"].items():
+        print(f"started by the lab: {name} PID {d['pid']} ({'alive' if d['alive'] else 'gone'})")
+    print(f"accel:     {info['accel'] or '-'}")
+    if not info["guests"]:
+        print("guests:    none")
+    for name, g in info["guests"].items():
+        print(f"  {name}  {g['state']:<9} {'console ready' if g['console_ready'] else ''}")
+    return 0
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    from ATPLibrary.lab.lab import Lab
+
+    Lab().down()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atp", description="ATPLibrary: test virtual desktops on libvirt/QEMU")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="the local lab of real libvirt/QEMU guests")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_sub.add_parser("up", help="install, start libvirtd, build the guest image, boot N guests")
+    up.add_argument("--vms", type=int, default=4, help="number of guests atp-lab-01..N (grows or shrinks)")
+    up.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for all guests to be console-ready (default 60 + 15 per guest)")
+    up.set_defaults(func=_lab_up)
+    status = lab_sub.add_parser("status", help="show the lab's daemons and guests")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_lab_status)
+    down = lab_sub.add_parser("down", help="remove the lab's guests, stop daemons the lab started")
+    down.set_defaults(func=_lab_down)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ATPError as exc:
+        print(f"atp: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("atp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

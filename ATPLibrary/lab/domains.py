@@ -1,0 +1,120 @@
+"""The lab's domain XML: one place for how a lab guest is defined."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from ATPLibrary.lab.image import GuestImage
+
+LAB_NS = "urn:atplibrary:lab"
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
+VERIFIER_CHANNEL = "com.atp.verifier.0"
+#: Kernel command line: the LAST console= is /dev/console, so PID 1 and early messages go to the serial log
+#: and the VGA console (tty1, where the shell runs) stays clean.
+KERNEL_CMDLINE = "console=tty0 console=ttyS0 quiet loglevel=1 panic=-1"
+#: A unix socket path must fit in sun_path (108 bytes including the NUL).
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    name: str
+    image: GuestImage
+    accel: str  # "kvm" or "qemu" (TCG)
+    spice_password: str
+    serial_log: Path
+    verifier_socket: Path
+    memory_mib: int = 128
+    vcpus: int = 1
+
+
+def new_spice_password(length: int = 16) -> str:
+    """A random SPICE password; SPICE servers keep at most 59 characters, so keep it short."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def domain_xml(spec: GuestSpec) -> str:
+    if len(str(spec.verifier_socket)) > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"unix socket path {spec.verifier_socket} is longer than {MAX_SOCKET_PATH} bytes; "
+            "set ATP_LAB_DIR to a shorter folder"
+        )
+    q = quoteattr
+    tcg = "<tcg><tb-cache unit='MiB'>32</tb-cache></tcg>" if spec.accel == "qemu" else ""
+    return f"""<domain type={q(spec.accel)}>
+  <name>{spec.name}</name>
+  <description>ATPLibrary lab guest (managed by `atp lab`; removed by `atp lab down`)</description>
+  <metadata><atp:lab xmlns:atp={q(LAB_NS)} image={q(spec.image.key)} accel={q(spec.accel)}/></metadata>
+  <memory unit='MiB'>{spec.memory_mib}</memory>
+  <vcpu>{spec.vcpus}</vcpu>
+  <sysinfo type='smbios'><system><entry name='serial'>{spec.name}</entry></system></sysinfo>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{spec.image.kernel}</kernel>
+    <initrd>{spec.image.initrd}</initrd>
+    <cmdline>{KERNEL_CMDLINE}</cmdline>
+    <smbios mode='sysinfo'/>
+  </os>
+  <features><acpi/>{tcg}</features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file={q(str(spec.image.rootfs))}/>
+      <target dev='vda' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <controller type='usb' model='none'/>
+    <serial type='file'><source path={q(str(spec.serial_log))}/><target port='0'/></serial>
+    <channel type='unix'><target type='virtio' name='{GUEST_AGENT_CHANNEL}'/></channel>
+    <channel type='unix'>
+      <source mode='bind' path={q(str(spec.verifier_socket))}/>
+      <target type='virtio' name='{VERIFIER_CHANNEL}'/>
+    </channel>
+    <input type='tablet' bus='virtio'/>
+    <input type='keyboard' bus='virtio'/>
+    <input type='mouse' bus='virtio'/>
+    <graphics type='spice' autoport='yes' passwd={q(spec.spice_password)}>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
+    <video><model type='vga'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def lab_metadata(xml: str) -> dict[str, str] | None:
+    """The lab's metadata attributes of a domain XML, or None when the domain is not the lab's."""
+    m = re.search(r"<atp:lab\b([^>]*)/?>", xml)
+    if not m or LAB_NS not in m.group(1):
+        return None
+    return dict(re.findall(r"(\w+)='([^']*)'", m.group(1)) + re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+
+
+def spice_password_of(xml: str) -> str | None:
+    """The SPICE passwd of a domain XML read with VIR_DOMAIN_XML_SECURE."""
+    m = re.search(r"<graphics\b[^>]*\btype=['\"]spice['\"][^>]*>", xml)
+    if not m:
+        return None
+    pw = re.search(r"\bpasswd=(['\"])(.*?)\1", m.group(0))
+    return pw.group(2) if pw else None
+
+
+def spice_port_of(xml: str) -> int | None:
+    """The SPICE port of a running domain's live XML; None while it is not assigned (-1)."""
+    m = re.search(r"<graphics\b[^>]*\btype=['\"]spice['\"][^>]*>", xml)
+    if not m:
+        return None
+    port = re.search(r"\bport=['\"](-?\d+)['\"]", m.group(0))
+    if not port or int(port.group(1)) <= 0:
+        return None
+    return int(port.group(1))

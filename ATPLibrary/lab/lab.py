@@ -1,0 +1,321 @@
+"""`atp lab up | status | down`: one lab of real libvirt/QEMU guests per machine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from ATPLibrary.errors import LabError
+from ATPLibrary.lab import paths, system
+from ATPLibrary.lab.domains import (
+    GuestSpec,
+    domain_xml,
+    lab_metadata,
+    new_spice_password,
+    spice_password_of,
+    spice_port_of,
+)
+from ATPLibrary.lab.image import GuestImage, ensure_image, prune_images
+from ATPLibrary.lab.progress import Progress
+
+LAB_URI = "qemu:///system"
+READY_MARK = "ATP-CONSOLE-READY"
+FAILED_MARK = "ATP-INIT-FAILED"
+SHUTDOWN_MARK = "ATP-SHUTDOWN"
+#: Booting is CPU-bound under TCG (about 2 guests per 3.5 s on 2 cores); these bound the wait.
+BOOT_TIMEOUT_BASE = 60.0
+BOOT_TIMEOUT_PER_VM = 15.0
+KVM_PROBE_TIMEOUT = 30.0
+
+Log = Callable[[str], None]
+
+
+def _lab_name_re() -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(paths.VM_PREFIX)}\d{{2,}}$")
+
+
+@dataclass
+class LabState:
+    daemons: dict[str, int] = field(default_factory=dict)
+    accel: str | None = None
+
+    @classmethod
+    def load(cls) -> LabState:
+        try:
+            data = json.loads(paths.state_file().read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls(daemons={k: int(v) for k, v in data.get("daemons", {}).items()}, accel=data.get("accel"))
+
+    def save(self) -> None:
+        paths.state_file().parent.mkdir(parents=True, exist_ok=True)
+        paths.state_file().write_text(json.dumps({"daemons": self.daemons, "accel": self.accel}, indent=2))
+
+
+def choose_accel(state: LabState) -> tuple[str, bool]:
+    """("qemu", False) for TCG, ("kvm", needs_probe).  kvm_pvm (nested, no VT-x) hangs real kernels: use TCG."""
+    if Path("/sys/module/kvm_pvm").exists():
+        return "qemu", False
+    if os.environ.get("ATP_LAB_ACCEL") in ("qemu", "tcg"):
+        return "qemu", False
+    if state.accel:
+        return state.accel, False
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "kvm", True
+    return "qemu", False
+
+
+class Lab:
+    """The local lab.  Every operation is idempotent and bounded by timeouts."""
+
+    def __init__(self, log: Log = print, progress: Progress | None = None) -> None:
+        self.log = log
+        self.progress = progress or Progress(log)
+        self.dir = paths.lab_dir()
+        self.run_dir = self.dir / "run"
+
+    # ------------------------------------------------------------ up
+
+    def up(self, vms: int, timeout: float | None = None) -> dict[str, Any]:
+        if vms < 0 or vms > 64:
+            raise LabError(f"--vms must be between 0 and 64, got {vms}")
+        started = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = LabState.load()
+        system.ensure_packages(self.log)
+        result = system.start_libvirtd(self.log)
+        state.daemons = {k: v for k, v in state.daemons.items() if system.pid_alive(v)}
+        state.daemons.update(result.started)
+        state.save()
+        image = ensure_image(self.dir, self.log)
+        accel, probe = choose_accel(state)
+        with self._connect() as conn:
+            self._shrink(conn, vms)
+            names = [paths.vm_name(i) for i in range(1, vms + 1)]
+            if probe and names:
+                accel = self._probe_kvm(conn, names[0], image)
+            state.accel = accel
+            state.save()
+            offsets: dict[str, int] = {}
+            for name in names:
+                offsets[name] = self._ensure_running(conn, name, image, accel)
+            deadline_s = timeout if timeout is not None else BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_VM * len(names)
+            self._wait_ready(conn, offsets, deadline_s)
+            lab_vars = self._write_vars(conn, names, accel)
+        prune_images(self.dir, keep={image.directory})
+        self.log(f"lab up: {len(names)} guests console-ready in {time.monotonic() - started:.1f} s ({accel})")
+        return lab_vars
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[libvirt.virConnect]:
+        # libvirt prints every error to stderr by default; the lab reports its own, with context.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        try:
+            conn = libvirt.open(LAB_URI)
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot connect to {LAB_URI}: {exc}") from exc
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+    def lab_domains(self, conn: libvirt.virConnect) -> list[libvirt.virDomain]:
+        pattern = _lab_name_re()
+        found = []
+        for dom in conn.listAllDomains(0):
+            if pattern.match(dom.name()) and lab_metadata(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+                found.append(dom)
+        return sorted(found, key=lambda d: d.name())
+
+    def _remove(self, dom: libvirt.virDomain) -> None:
+        name = dom.name()
+        if dom.isActive():
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if hasattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM")
+                          else 0)
+        for p in (self._serial_log(name), self._verifier_socket(name)):
+            p.unlink(missing_ok=True)
+
+    def _shrink(self, conn: libvirt.virConnect, vms: int) -> None:
+        keep = {paths.vm_name(i) for i in range(1, vms + 1)}
+        for dom in self.lab_domains(conn):
+            if dom.name() not in keep:
+                self.log(f"removing {dom.name()} (lab shrinks to {vms})")
+                self._remove(dom)
+
+    def _serial_log(self, name: str) -> Path:
+        return self.run_dir / f"{name}.serial.log"
+
+    def _verifier_socket(self, name: str) -> Path:
+        return self.run_dir / f"{name}.verifier.sock"
+
+    def _spec(self, name: str, image: GuestImage, accel: str, password: str) -> GuestSpec:
+        return GuestSpec(
+            name=name,
+            image=image,
+            accel=accel,
+            spice_password=password,
+            serial_log=self._serial_log(name),
+            verifier_socket=self._verifier_socket(name),
+        )
+
+    def _ensure_running(self, conn: libvirt.virConnect, name: str, image: GuestImage, accel: str) -> int:
+        """Define (or redefine when the image changed) and start ``name``; return the serial log offset."""
+        password: str | None = None
+        dom: libvirt.virDomain | None
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            dom = None
+        if dom is not None:
+            meta = lab_metadata(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) or {}
+            if meta.get("image") != image.key or meta.get("accel") != accel:
+                self.log(f"{name}: redefining (image or accelerator changed)")
+                password = spice_password_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
+                self._remove(dom)
+                dom = None
+            elif dom.isActive():
+                return -1  # already running: readiness is read from the whole serial log
+        if dom is None:
+            xml = domain_xml(self._spec(name, image, accel, password or new_spice_password()))
+            dom = conn.defineXML(xml)
+        log_path = self._serial_log(name)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            dom.create()
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot start {name}: {exc}") from exc
+        return offset
+
+    def _probe_kvm(self, conn: libvirt.virConnect, name: str, image: GuestImage) -> str:
+        """Try KVM on one guest with a short deadline; fall back to TCG when it does not boot."""
+        self.log(f"trying KVM on {name} (boot deadline {KVM_PROBE_TIMEOUT:g} s)")
+        try:
+            offset = self._ensure_running(conn, name, image, "kvm")
+            self._wait_ready(conn, {name: offset}, KVM_PROBE_TIMEOUT)
+            return "kvm"
+        except LabError as exc:
+            self.log(f"KVM did not boot a guest ({str(exc).splitlines()[0]}); using TCG")
+            with contextlib.suppress(libvirt.libvirtError):
+                self._remove(conn.lookupByName(name))
+            return "qemu"
+
+    def _wait_ready(self, conn: libvirt.virConnect, offsets: dict[str, int], timeout: float) -> None:
+        pending = dict(offsets)
+        start = time.monotonic()
+        deadline = start + timeout
+        with self.progress.task("guests console-ready", total=len(offsets)) as task:
+            while pending:
+                for name, offset in list(pending.items()):
+                    status = console_status(self._serial_log(name), offset)
+                    if status == "ready":
+                        del pending[name]
+                        task.advance(f"{name} console ready after {time.monotonic() - start:.1f} s")
+                    elif status == "failed":
+                        raise LabError(f"{name} failed to boot: {self._serial_tail(name)}")
+                    elif not conn.lookupByName(name).isActive():
+                        raise LabError(f"{name} stopped while booting; serial log: {self._serial_tail(name)}")
+                if pending and time.monotonic() > deadline:
+                    raise LabError(
+                        f"{', '.join(sorted(pending))} not console-ready within {timeout:g} s "
+                        f"(no {READY_MARK} line in {self.run_dir}/<vm>.serial.log); "
+                        f"last serial lines of {min(pending)}: {self._serial_tail(min(pending))}"
+                    )
+                time.sleep(0.05)
+
+    def _serial_tail(self, name: str) -> str:
+        try:
+            lines = self._serial_log(name).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no serial log)"
+        return " | ".join(lines[-5:]) or "(empty)"
+
+    def _write_vars(self, conn: libvirt.virConnect, names: list[str], accel: str) -> dict[str, Any]:
+        guests: dict[str, Any] = {}
+        for name in names:
+            dom = conn.lookupByName(name)
+            secure = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+            guests[name] = {
+                "spice_host": "127.0.0.1",
+                "spice_port": spice_port_of(secure),
+                "spice_password": spice_password_of(secure),
+                "serial_log": str(self._serial_log(name)),
+                "verifier_socket": str(self._verifier_socket(name)),
+            }
+        lab_vars = {"uri": LAB_URI, "vms": names, "accel": accel, "lab_dir": str(self.dir), "guests": guests}
+        path = paths.vars_file()
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds SPICE passwords
+        with os.fdopen(fd, "w") as f:
+            json.dump(lab_vars, f, indent=2)
+        tmp.replace(path)
+        return lab_vars
+
+    # ------------------------------------------------------------ status / down
+
+    def status(self) -> dict[str, Any]:
+        state = LabState.load()
+        daemons = {name: {"pid": pid, "alive": system.pid_alive(pid)} for name, pid in state.daemons.items()}
+        info: dict[str, Any] = {
+            "lab_dir": str(self.dir),
+            "libvirtd": "running" if system.libvirtd_answers() else "not running",
+            "daemons_started_by_lab": daemons,
+            "accel": state.accel,
+            "guests": {},
+        }
+        if not system.libvirtd_answers():
+            return info
+        with self._connect() as conn:
+            for dom in self.lab_domains(conn):
+                name = dom.name()
+                active = bool(dom.isActive())
+                ready = active and console_status(self._serial_log(name), -1) == "ready"
+                info["guests"][name] = {"state": "running" if active else "shut off", "console_ready": ready}
+        return info
+
+    def down(self) -> None:
+        state = LabState.load()
+        if system.libvirtd_answers():
+            with self._connect() as conn:
+                for dom in self.lab_domains(conn):
+                    self.log(f"removing {dom.name()}")
+                    self._remove(dom)
+        system.stop_daemons(state.daemons, self.log)
+        state.daemons = {}
+        state.save()
+        paths.vars_file().unlink(missing_ok=True)
+        self.log("lab down")
+
+
+def console_status(serial_log: Path, offset: int) -> str:
+    """"ready", "failed" or "booting", from the serial log after ``offset`` (-1: the whole log, last mark wins)."""
+    try:
+        with serial_log.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = 0 if offset < 0 or offset > size else offset
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "booting"
+    last = None
+    for line in text.splitlines():
+        for mark in (READY_MARK, FAILED_MARK, SHUTDOWN_MARK):
+            if mark in line:
+                last = mark
+    if last == READY_MARK:
+        return "ready"
+    if last == FAILED_MARK:
+        return "failed"
+    return "booting"
