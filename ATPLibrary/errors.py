@@ -64,7 +64,7 @@ class LabError(ATPError):
 
 
 class VMStateTimeout(VMStateError, WaitTimeoutError):
-    """A domain did not reach the wanted state in time (names the VM, the state wanted and seen, the timeout)."""
+    """A domain did not reach the wanted state in time (names VM, wanted/seen state, timeout)."""
 
 
 class ScreenshotError(ATPError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import threading
@@ -173,8 +174,9 @@ class HostConnection:
                     if remaining <= 0:
                         why = f" after: {reason}" if reason else ""
                         raise HostConnectionError(
-                            f"Lost the connection to libvirt host '{self.uri}'{why}; could not reconnect within "
-                            f"{format_seconds(self.reconnect_timeout)} ({attempts} attempts, last error: {err})"
+                            f"Lost the connection to libvirt host '{self.uri}'{why}; could not reconnect "
+                            f"within {format_seconds(self.reconnect_timeout)} ({attempts} attempts, "
+                            f"last error: {err})"
                         ) from err
                     self._sleep(min(next(delays), remaining))
                     continue
@@ -188,10 +190,8 @@ class HostConnection:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
-            except libvirt.libvirtError:
-                pass
 
     def close(self) -> None:
         """Close the connection (it re-opens on next use)."""
@@ -226,8 +226,8 @@ class HostConnection:
                     if self._conn is conn:
                         self._drop()
                 raise HostConnectionError(
-                    f"The connection to '{self.uri}' broke during {what}: {err}. It was not retried because it "
-                    f"may already have taken effect; the next call reconnects."
+                    f"The connection to '{self.uri}' broke during {what}: {err}. It was not retried "
+                    f"because it may already have taken effect; the next call reconnects."
                 ) from err
             log.warning("connection to %s broke during %s (%s); reconnecting", self.uri, what, err)
             with self._lock:
@@ -249,8 +249,9 @@ class HostConnection:
     # -- domains ---------------------------------------------------------------------------------------------
     def domain_names(self) -> list[str]:
         """Names of all defined domains (running or not), sorted."""
-        return self.call(lambda c: sorted(d.name() for d in c.listAllDomains(0)), what="listing domains",
-                         idempotent=True)
+        return self.call(
+            lambda c: sorted(d.name() for d in c.listAllDomains(0)), what="listing domains", idempotent=True
+        )
 
     def lookup(self, conn: libvirt.virConnect, name: str) -> libvirt.virDomain:
         """Look ``name`` up on ``conn``; VMNotFoundError lists the defined names, close matches first."""
@@ -355,14 +356,14 @@ class HostConnection:
                     f"graceful shutdown request; last seen state '{seen}'. Use Destroy VM to force it off."
                 )
             if seen is VMState.RUNNING and self._clock() - last_request >= repeat_every:
-                try:
+                with contextlib.suppress(VMStateError):
                     self.request_shutdown(name)
-                except VMStateError:
-                    pass
                 last_request = self._clock()
             self._sleep(min(poll, max(deadline.remaining(), 0.001)))
 
-    def wait_for_state(self, name: str, state: VMState | str, timeout: float, *, poll: float = 0.2) -> VMState:
+    def wait_for_state(
+        self, name: str, state: VMState | str, timeout: float, *, poll: float = 0.2
+    ) -> VMState:
         """Poll until the domain is in ``state``; VMStateTimeout names the VM, both states and the timeout."""
         wanted = VMState.parse(state)
         deadline = Deadline(timeout, self._clock)
@@ -372,7 +373,8 @@ class HostConnection:
                 return seen
             if deadline.expired:
                 raise VMStateTimeout(
-                    f"VM '{name}' on '{self.uri}' did not reach state '{wanted}' within {format_seconds(timeout)}; "
+                    f"VM '{name}' on '{self.uri}' did not reach state '{wanted}' "
+                    f"within {format_seconds(timeout)}; "
                     f"last seen state '{seen}'."
                 )
             self._sleep(min(poll, max(deadline.remaining(), 0.001)))

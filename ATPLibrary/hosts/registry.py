@@ -67,7 +67,7 @@ class HostRegistry:
         return host
 
     def remove(self, alias: str | None = None) -> HostConnection | None:
-        """Close and forget ``alias`` (default: the current host).  The last added remaining host becomes current."""
+        """Close and forget ``alias`` (default: current); the last added remaining host becomes current."""
         key = alias if alias is not None else self._current
         if key is None or key not in self._hosts:
             return None

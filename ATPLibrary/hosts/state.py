@@ -29,7 +29,7 @@ class VMState(Enum):
 
     @classmethod
     def parse(cls, text: str | VMState) -> VMState:
-        """Accept ``running``, ``shut off``, ``SHUTOFF``, ``shut_off``, ``stopped``, ... (case-insensitive)."""
+        """Accept ``running``, ``shut off``, ``SHUTOFF``, ``stopped``, ... (case-insensitive)."""
         if isinstance(text, VMState):
             return text
         key = "".join(ch for ch in str(text).lower() if ch.isalnum())

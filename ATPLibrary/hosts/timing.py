@@ -15,7 +15,7 @@ Sleep = Callable[[float], None]
 
 
 def format_seconds(seconds: float) -> str:
-    """Return a duration the way a QA engineer reads it: ``"30 seconds"``, ``"1 minute 30 seconds"``, ``"250 ms"``."""
+    """A readable duration: ``"30 seconds"``, ``"1 minute 30 seconds"``, ``"250 ms"``."""
     if seconds < 0:
         seconds = 0.0
     if seconds < 1 and seconds != 0:
@@ -74,6 +74,8 @@ POLL_FACTOR = 1.5
 POLL_CAP = 0.2
 
 
-def poll_intervals(initial: float = POLL_INITIAL, factor: float = POLL_FACTOR, cap: float = POLL_CAP) -> Iterator[float]:
+def poll_intervals(
+    initial: float = POLL_INITIAL, factor: float = POLL_FACTOR, cap: float = POLL_CAP
+) -> Iterator[float]:
     """Intervals for polling: start small (~10 ms) and grow to ``cap`` (~200 ms)."""
     return Backoff(initial, factor, cap).delays()

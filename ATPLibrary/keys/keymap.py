@@ -43,7 +43,19 @@ KEYS: tuple[KeyRecord, ...] = (
     _k("CTRL_R", "ctrl_r", "RCTRL", "RIGHTCTRL", modifier=True),
     _k("ALT", "alt", "ALT_L", "LALT", "LEFTALT", modifier=True),
     _k("ALT_R", "alt_r", "RALT", "RIGHTALT", "ALTGR", modifier=True),
-    _k("SUPER", "meta_l", "WIN", "WINDOWS", "META", "META_L", "SUPER_L", "LEFTMETA", "LWIN", "CMD", modifier=True),
+    _k(
+        "SUPER",
+        "meta_l",
+        "WIN",
+        "WINDOWS",
+        "META",
+        "META_L",
+        "SUPER_L",
+        "LEFTMETA",
+        "LWIN",
+        "CMD",
+        modifier=True,
+    ),
     _k("SUPER_R", "meta_r", "META_R", "RIGHTMETA", "RWIN", modifier=True),
     _k("MENU", "menu", "APPS", "CONTEXT_MENU"),
     _k("ENTER", "ret", "RETURN", "RET"),
@@ -171,7 +183,7 @@ class KeyMap:
     def _unknown_message(self, name: str) -> str:
         close = self.suggestions(name)
         hint = f" Close matches: {', '.join(close)}." if close else ""
-        return f"Unknown key name '{name}'.{hint} Key names are case-insensitive, e.g. ENTER, CTRL, F5, A, MINUS."
+        return f"Unknown key name '{name}'.{hint} Names are case-insensitive, e.g. ENTER, CTRL, F5, A, MINUS."
 
     def parse_combo(self, combo: str) -> list[KeyRecord]:
         """Parse ``ctrl+alt+delete`` into records.  Only ``+`` separates; ``-`` alone is the MINUS key.
@@ -183,8 +195,10 @@ class KeyMap:
             raise KeyMapError("Empty key combination.")
         tokens = text.split("+")
         if any(not t.strip() for t in tokens):
-            raise KeyMapError(f"Malformed key combination '{combo}': use names joined by '+', e.g. ctrl+alt+delete "
-                              f"(the '+' character is typed as shift+equal).")
+            raise KeyMapError(
+                f"Malformed key combination '{combo}': use names joined by '+', e.g. ctrl+alt+delete "
+                f"(the '+' character is typed as shift+equal)."
+            )
         records = [self.get(t.strip()) for t in tokens]
         seen: set[str] = set()
         for rec in records:

@@ -29,7 +29,9 @@ class KeyAction:
 class Layout:
     """A character → (key name, shift) table resolved against a :class:`KeyMap`."""
 
-    def __init__(self, name: str, table: Mapping[str, tuple[str, bool]], keymap: KeyMap = DEFAULT_KEYMAP) -> None:
+    def __init__(
+        self, name: str, table: Mapping[str, tuple[str, bool]], keymap: KeyMap = DEFAULT_KEYMAP
+    ) -> None:
         self.name = name
         self.keymap = keymap
         self.shift_key = keymap.get("SHIFT")
@@ -44,18 +46,24 @@ class Layout:
         except KeyError:
             raise KeyMapError(self._cannot_type(char, None)) from None
 
-    def _cannot_type(self, char: str, index: int | None) -> str:
+    def _cannot_type(self, char: str, index: int | None, secret: bool = False) -> str:
         where = f" at position {index + 1}" if index is not None else ""
-        return (f"The {self.name} layout cannot type the character {char!r} (U+{ord(char):04X}){where}. "
-                f"Printable ASCII, newline and tab are supported.")
+        what = "a character" if secret else f"the character {char!r} (U+{ord(char):04X})"
+        return (
+            f"The {self.name} layout cannot type {what}{where}. "
+            f"Printable ASCII, newline and tab are supported."
+        )
 
-    def strokes(self, text: str) -> list[Stroke]:
-        """Strokes for every character, checked before anything is sent (KeyMapError names the first bad one)."""
+    def strokes(self, text: str, *, secret: bool = False) -> list[Stroke]:
+        """Strokes for every character, checked before anything is sent (KeyMapError names the first bad one).
+
+        With ``secret`` the error message gives the position only, never the character.
+        """
         result: list[Stroke] = []
         for index, char in enumerate(text):
             stroke = self._strokes.get(char)
             if stroke is None:
-                raise KeyMapError(self._cannot_type(char, index))
+                raise KeyMapError(self._cannot_type(char, index, secret))
             result.append(stroke)
         return result
 

@@ -1,4 +1,4 @@
-"""QEMU guest agent (qemu-ga) client over libvirt's ``qemuAgentCommand`` passthrough (works on remote URIs)."""
+"""QEMU guest agent (qemu-ga) client over libvirt's ``qemuAgentCommand`` (works on remote URIs)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,17 @@ AgentCommandFunc = Callable[[Any, str, int, int], str]
 
 #: libvirt codes meaning "qemu-ga is not there yet / not answering": keep waiting.
 _NOT_READY_CODES = frozenset({libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_AGENT_UNSYNCED})
-_NOT_READY_WORDS = ("agent is not connected", "agent not connected", "agent is not responding",
-                    "agent not responding", "agent not available")
+_NOT_READY_WORDS = (
+    "agent is not connected",
+    "agent not connected",
+    "agent is not responding",
+    "agent not responding",
+    "agent not available",
+)
 
 
 def is_agent_not_ready(err: BaseException) -> bool:
-    """True for libvirt errors that mean qemu-ga is not connected or not answering yet (code 86 and friends)."""
+    """True for libvirt errors that mean qemu-ga is not connected or not answering yet (code 86, ...)."""
     if not isinstance(err, libvirt.libvirtError):
         return False
     if error_code(err) in _NOT_READY_CODES:
@@ -85,7 +90,7 @@ class ExecResult:
 class GuestAgent:
     """qemu-ga of one domain.
 
-    ``agent_command`` defaults to ``libvirt_qemu.qemuAgentCommand`` (resolved at call time); tests pass a fake.
+    ``agent_command`` defaults to ``libvirt_qemu.qemuAgentCommand`` (looked up per call); tests pass a fake.
     """
 
     def __init__(
@@ -111,8 +116,14 @@ class GuestAgent:
         return f"VM '{self.target.name}' ({self.target.uri})"
 
     # -- raw commands ----------------------------------------------------------------------------------------
-    def raw(self, name: str, arguments: Mapping[str, Any] | None = None, *, timeout: int = 5,
-            idempotent: bool = False) -> Any:
+    def raw(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: int = 5,
+        idempotent: bool = False,
+    ) -> Any:
         """Send one agent command and return its ``return`` value; libvirt errors propagate unchanged."""
         request: dict[str, Any] = {"execute": name}
         if arguments:
@@ -120,23 +131,33 @@ class GuestAgent:
         payload = json.dumps(request)
         reply_text = self.target.run(
             lambda dom: self._agent_command(dom, payload, int(timeout), 0),
-            what=f"guest agent command {name}", idempotent=idempotent,
+            what=f"guest agent command {name}",
+            idempotent=idempotent,
         )
         try:
             reply = json.loads(reply_text)
         except (TypeError, ValueError) as err:
-            raise GuestAgentError(f"{self._where()}: guest agent sent a reply that is not JSON to {name}: "
-                                  f"{reply_text!r}") from err
+            raise GuestAgentError(
+                f"{self._where()}: guest agent sent a reply that is not JSON to {name}: {reply_text!r}"
+            ) from err
         if isinstance(reply, dict) and "error" in reply:
             error = reply["error"] or {}
-            raise GuestAgentError(f"{self._where()}: guest agent command {name} failed: "
-                                  f"{error.get('class', 'GenericError')}: {error.get('desc', error)}")
+            raise GuestAgentError(
+                f"{self._where()}: guest agent command {name} failed: "
+                f"{error.get('class', 'GenericError')}: {error.get('desc', error)}"
+            )
         if isinstance(reply, dict) and "return" in reply:
             return reply["return"]
         return reply
 
-    def command(self, name: str, arguments: Mapping[str, Any] | None = None, *, timeout: float = 10.0,
-                idempotent: bool = False) -> Any:
+    def command(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 10.0,
+        idempotent: bool = False,
+    ) -> Any:
         """Send one agent command; libvirt errors become GuestAgentError / GuestAgentNotResponding."""
         try:
             return self.raw(name, arguments, timeout=max(1, round(timeout)), idempotent=idempotent)
@@ -146,7 +167,9 @@ class GuestAgent:
     def _map_error(self, name: str, err: libvirt.libvirtError, timeout: float) -> Exception:
         if is_agent_not_ready(err):
             return GuestAgentNotResponding(
-                f"{self._where()}: guest agent not responding to {name} within {format_seconds(timeout)}: {err}")
+                f"{self._where()}: guest agent not responding to {name} "
+                f"within {format_seconds(timeout)}: {err}"
+            )
         if error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID:
             return VMStateError(f"{self._where()}: cannot talk to the guest agent: {err}")
         return GuestAgentError(f"{self._where()}: guest agent command {name} failed: {err}")
@@ -191,7 +214,7 @@ class GuestAgent:
         *,
         display: str | None = None,
     ) -> ExecResult:
-        """Run ``path args...`` in the guest with ``guest-exec`` and wait (at most ``timeout``) for it to exit.
+        """Run ``path args...`` in the guest with ``guest-exec``; wait at most ``timeout`` for it to exit.
 
         ``guest-exec-status`` is polled (10 ms growing to 200 ms) until ``exited`` is true, and never again
         after that.  On timeout the guest process is killed and GuestCommandError is raised.
@@ -200,8 +223,9 @@ class GuestAgent:
         deadline = Deadline(timeout, self._clock)
         arguments: dict[str, Any] = {"path": path, "arg": list(args), "capture-output": True}
         if env:
-            arguments["env"] = ([f"{k}={v}" for k, v in env.items()] if isinstance(env, Mapping)
-                                else [str(e) for e in env])
+            arguments["env"] = (
+                [f"{k}={v}" for k, v in env.items()] if isinstance(env, Mapping) else [str(e) for e in env]
+            )
         if input_data is not None:
             raw_in = input_data.encode("utf-8") if isinstance(input_data, str) else bytes(input_data)
             arguments["input-data"] = base64.b64encode(raw_in).decode("ascii")
@@ -225,8 +249,13 @@ class GuestAgent:
             pid=pid,
         )
 
-    def run_shell(self, command: str, timeout: float = 30.0, input_data: bytes | str | None = None,
-                  env: Mapping[str, str] | Sequence[str] | None = None) -> ExecResult:
+    def run_shell(
+        self,
+        command: str,
+        timeout: float = 30.0,
+        input_data: bytes | str | None = None,
+        env: Mapping[str, str] | Sequence[str] | None = None,
+    ) -> ExecResult:
         """Run ``/bin/sh -c command`` in the guest (see :meth:`exec`)."""
         return self.exec("/bin/sh", ["-c", command], timeout, input_data, env, display=command)
 
@@ -257,12 +286,16 @@ class GuestAgent:
     def _kill(self, pid: int) -> str:
         """Best effort: kill the guest process and reap both status entries.  Returns a note for the error."""
         # Linux: kill the process and its descendants (via /proc/PID/task/*/children; no procps needed).
-        script = ('k() { local c; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k "$c"; done; '
-                  f'kill -9 "$1" 2>/dev/null; }}; k {pid}')
+        script = (
+            'k() { local c; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k "$c"; done; '
+            f'kill -9 "$1" 2>/dev/null; }}; k {pid}'
+        )
         attempts = (("/bin/sh", ["-c", script]), ("taskkill", ["/F", "/T", "/PID", str(pid)]))
         for path, args in attempts:
             try:
-                killer = self.raw("guest-exec", {"path": path, "arg": args, "capture-output": True}, timeout=2)
+                killer = self.raw(
+                    "guest-exec", {"path": path, "arg": args, "capture-output": True}, timeout=2
+                )
             except (libvirt.libvirtError, GuestAgentError) as err:
                 log.debug("kill via %s failed: %s", path, err)
                 continue

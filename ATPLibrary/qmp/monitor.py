@@ -23,11 +23,13 @@ def _default_monitor_command(dom: Any, cmd: str, flags: int) -> str:
     return str(libvirt_qemu.qemuMonitorCommand(dom, cmd, flags))
 
 
-def chunk_events(events: Sequence[Mapping[str, Any]], limit: int = MAX_EVENTS_PER_COMMAND) -> list[list[Mapping[str, Any]]]:
+def chunk_events(
+    events: Sequence[Mapping[str, Any]], limit: int = MAX_EVENTS_PER_COMMAND
+) -> list[list[Mapping[str, Any]]]:
     """Split events into consecutive lists of at most ``limit`` events (order kept)."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    return [list(events[i:i + limit]) for i in range(0, len(events), limit)]
+    return [list(events[i : i + limit]) for i in range(0, len(events), limit)]
 
 
 class MonitorClient:
@@ -38,12 +40,13 @@ class MonitorClient:
         self._monitor_command = monitor_command or _default_monitor_command
         self.commands_sent = 0
 
-    def execute(self, command: str, arguments: Mapping[str, Any] | None = None, *,
-                idempotent: bool | None = None) -> Any:
+    def execute(
+        self, command: str, arguments: Mapping[str, Any] | None = None, *, idempotent: bool | None = None
+    ) -> Any:
         """Run one QMP command and return its ``return`` value.
 
-        An error reply raises QMPError carrying ``error_class`` and ``desc``.  ``idempotent`` (retry once after a
-        reconnect) defaults to True for ``query-*`` commands.
+        An error reply raises QMPCommandError (``error_class``, ``desc``).  ``idempotent`` (retry once after
+        a reconnect) defaults to True for ``query-*`` commands.
         """
         request: dict[str, Any] = {"execute": command}
         if arguments:
@@ -52,8 +55,11 @@ class MonitorClient:
         retry = command.startswith("query-") if idempotent is None else idempotent
         where = f"VM '{self.target.name}' ({self.target.uri})"
         try:
-            reply_text = self.target.run(lambda dom: self._monitor_command(dom, payload, 0),
-                                         what=f"QMP command {command}", idempotent=retry)
+            reply_text = self.target.run(
+                lambda dom: self._monitor_command(dom, payload, 0),
+                what=f"QMP command {command}",
+                idempotent=retry,
+            )
         except libvirt.libvirtError as err:
             if error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID:
                 raise VMStateError(f"{where}: cannot send QMP command {command}: {err}") from err
@@ -67,14 +73,16 @@ class MonitorClient:
             error = reply["error"] or {}
             error_class = str(error.get("class", "GenericError"))
             desc = str(error.get("desc", error))
-            raise QMPCommandError(f"{where}: QMP command {command} failed: {error_class}: {desc}",
-                                  error_class, desc)
+            raise QMPCommandError(
+                f"{where}: QMP command {command} failed: {error_class}: {desc}", error_class, desc
+            )
         if isinstance(reply, dict) and "return" in reply:
             return reply["return"]
         return reply
 
-    def send_input_events(self, events: Sequence[Mapping[str, Any]], *,
-                          limit: int = MAX_EVENTS_PER_COMMAND) -> int:
+    def send_input_events(
+        self, events: Sequence[Mapping[str, Any]], *, limit: int = MAX_EVENTS_PER_COMMAND
+    ) -> int:
         """Send ``input-send-event`` commands of at most ``limit`` (<= 60) events each, in order.
 
         Returns the number of commands sent.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import libvirt
@@ -42,10 +43,8 @@ def _grab(dom: libvirt.virDomain, screen: int) -> tuple[str, bytes]:
             parts.append(bytes(chunk))
         stream.finish()
     except BaseException:
-        try:
+        with contextlib.suppress(libvirt.libvirtError):
             stream.abort()
-        except libvirt.libvirtError:
-            pass
         raise
     return str(mime or ""), b"".join(parts)
 
@@ -53,8 +52,9 @@ def _grab(dom: libvirt.virDomain, screen: int) -> tuple[str, bytes]:
 def take_screenshot(target: DomainTarget, screen: int = 0) -> Screenshot:
     """Capture screen ``screen`` of the VM and return it as PNG (a PPM from QEMU is converted)."""
     try:
-        mime, data = target.run(lambda dom: _grab(dom, screen), what=f"screenshot of '{target.name}'",
-                                idempotent=True)
+        mime, data = target.run(
+            lambda dom: _grab(dom, screen), what=f"screenshot of '{target.name}'", idempotent=True
+        )
     except libvirt.libvirtError as err:
         cls = VMStateError if error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID else ScreenshotError
         raise cls(f"Cannot take a screenshot of VM '{target.name}' ({target.uri}): {err}") from err

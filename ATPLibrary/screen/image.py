@@ -26,11 +26,13 @@ class RawImage:
 
     def pixel(self, x: int, y: int) -> bytes:
         start = (y * self.width + x) * self.channels
-        return self.pixels[start:start + self.channels]
+        return self.pixels[start : start + self.channels]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def encode_png(width: int, height: int, rgb: bytes, *, channels: int = 3) -> bytes:
@@ -38,10 +40,17 @@ def encode_png(width: int, height: int, rgb: bytes, *, channels: int = 3) -> byt
     colour_type = {3: 2, 4: 6}[channels]
     stride = width * channels
     if len(rgb) != stride * height:
-        raise ScreenshotError(f"pixel data has {len(rgb)} bytes, expected {stride * height} for {width}x{height}")
-    raw = b"".join(b"\x00" + rgb[y * stride:(y + 1) * stride] for y in range(height))
+        raise ScreenshotError(
+            f"pixel data has {len(rgb)} bytes, expected {stride * height} for {width}x{height}"
+        )
+    raw = b"".join(b"\x00" + rgb[y * stride : (y + 1) * stride] for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
+    return (
+        PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(raw, 6))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _ppm_tokens(data: bytes, count: int) -> tuple[list[bytes], int]:
@@ -49,14 +58,14 @@ def _ppm_tokens(data: bytes, count: int) -> tuple[list[bytes], int]:
     pos = 0
     size = len(data)
     while len(tokens) < count:
-        while pos < size and data[pos:pos + 1].isspace():
+        while pos < size and data[pos : pos + 1].isspace():
             pos += 1
-        if pos < size and data[pos:pos + 1] == b"#":
-            while pos < size and data[pos:pos + 1] not in (b"\n", b"\r"):
+        if pos < size and data[pos : pos + 1] == b"#":
+            while pos < size and data[pos : pos + 1] not in (b"\n", b"\r"):
                 pos += 1
             continue
         start = pos
-        while pos < size and not data[pos:pos + 1].isspace() and data[pos:pos + 1] != b"#":
+        while pos < size and not data[pos : pos + 1].isspace() and data[pos : pos + 1] != b"#":
             pos += 1
         if start == pos:
             raise ScreenshotError("truncated PPM header")
@@ -86,7 +95,7 @@ def decode_ppm(data: bytes) -> RawImage:
     else:
         if len(body) < samples * 2:
             raise ScreenshotError(f"PPM pixel data truncated: {len(body)} of {samples * 2} bytes")
-        values = struct.unpack(f">{samples}H", body[:samples * 2])
+        values = struct.unpack(f">{samples}H", body[: samples * 2])
         pixels = bytes((v * 255 + maxval // 2) // maxval for v in values)
     return RawImage(width, height, 3, pixels)
 
@@ -114,7 +123,7 @@ def _unfilter(raw: bytes, width: int, height: int, bpp: int) -> bytes:
         if pos + 1 + stride > len(raw):
             raise ScreenshotError("PNG image data truncated")
         ftype = raw[pos]
-        line = bytearray(raw[pos + 1:pos + 1 + stride])
+        line = bytearray(raw[pos + 1 : pos + 1 + stride])
         pos += 1 + stride
         if ftype == 1:
             for i in range(bpp, stride):
@@ -133,7 +142,7 @@ def _unfilter(raw: bytes, width: int, height: int, bpp: int) -> bytes:
                 line[i] = (line[i] + _paeth(left, prev[i], upleft)) & 0xFF
         elif ftype != 0:
             raise ScreenshotError(f"bad PNG filter type {ftype} in row {y}")
-        out[y * stride:(y + 1) * stride] = line
+        out[y * stride : (y + 1) * stride] = line
         prev = line
     return bytes(out)
 
@@ -154,9 +163,9 @@ def decode_png(data: bytes) -> RawImage:
     header: tuple[int, ...] | None = None
     idat = bytearray()
     while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
@@ -168,8 +177,10 @@ def decode_png(data: bytes) -> RawImage:
         raise ScreenshotError("PNG has no IHDR chunk")
     width, height, depth, colour, _compression, _filter, interlace = header
     if depth != 8 or colour not in _CHANNELS or interlace != 0:
-        raise ScreenshotError(f"unsupported PNG: bit depth {depth}, colour type {colour}, interlace {interlace} "
-                              f"(only 8-bit non-interlaced gray/RGB/RGBA)")
+        raise ScreenshotError(
+            f"unsupported PNG: bit depth {depth}, colour type {colour}, interlace {interlace} "
+            f"(only 8-bit non-interlaced gray/RGB/RGBA)"
+        )
     bpp = _CHANNELS[colour]
     try:
         raw = zlib.decompress(bytes(idat))
@@ -186,7 +197,7 @@ def is_blank(image: RawImage | bytes) -> bool:
     first_row = raw.pixel(0, 0) * raw.width
     stride = raw.width * raw.channels
     pixels = raw.pixels
-    return all(pixels[y * stride:(y + 1) * stride] == first_row for y in range(raw.height))
+    return all(pixels[y * stride : (y + 1) * stride] == first_row for y in range(raw.height))
 
 
 def to_png(data: bytes, mime: str) -> bytes:

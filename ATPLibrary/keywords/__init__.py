@@ -1,0 +1,9 @@
+"""Robot Framework keyword classes (thin: argument conversion, logging, one client call)."""
+
+from ATPLibrary.keywords.context import LibraryContext
+from ATPLibrary.keywords.guest import GuestKeywords
+from ATPLibrary.keywords.hosts import HostKeywords
+from ATPLibrary.keywords.keyboard import KeyboardKeywords
+from ATPLibrary.keywords.screen import ScreenKeywords
+
+__all__ = ["GuestKeywords", "HostKeywords", "KeyboardKeywords", "LibraryContext", "ScreenKeywords"]

@@ -1,0 +1,86 @@
+"""State shared by the keyword classes: the host registry and the library defaults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from ATPLibrary.hosts.connection import DomainHandle, HostConnection
+from ATPLibrary.hosts.registry import HostRegistry
+from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap
+from ATPLibrary.keys.layout import US, Layout
+from ATPLibrary.qga.agent import GuestAgent
+from ATPLibrary.qmp.keyboard import QmpKeyboard
+from ATPLibrary.qmp.monitor import MonitorClient
+
+
+class LibraryContext:
+    """Holds the :class:`HostRegistry`, the default timeout and URI, and the keyboard layout.
+
+    Nothing here does I/O when created; hosts open on first use.
+    """
+
+    def __init__(
+        self,
+        timeout: timedelta = timedelta(seconds=30),
+        uri: str = "qemu:///system",
+        registry: HostRegistry | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.default_uri = uri
+        self.registry = registry or HostRegistry()
+        self.layout: Layout = US
+        self.keymap: KeyMap = DEFAULT_KEYMAP
+
+    def seconds(self, timeout: timedelta | float | None) -> float:
+        """A keyword's timeout in seconds; None means the library default."""
+        if timeout is None:
+            return self.timeout.total_seconds()
+        if isinstance(timeout, timedelta):
+            return timeout.total_seconds()
+        return float(timeout)
+
+    @property
+    def host(self) -> HostConnection:
+        """The current host; without any Connect To Host, the import URI (opened lazily)."""
+        current = self.registry.current
+        if current is None:
+            current = self.registry.add(self.default_uri)
+        return current
+
+    def domain(self, vm: str) -> DomainHandle:
+        return self.host.domain(vm)
+
+    def agent(self, vm: str) -> GuestAgent:
+        return GuestAgent(self.domain(vm))
+
+    def monitor(self, vm: str) -> MonitorClient:
+        return MonitorClient(self.domain(vm))
+
+    def keyboard(self, vm: str) -> QmpKeyboard:
+        return QmpKeyboard(self.monitor(vm), layout=self.layout, keymap=self.keymap)
+
+    @staticmethod
+    def output_dir() -> Path:
+        """Robot's ``${OUTPUT DIR}`` (the current directory outside a Robot run)."""
+        return Path(_robot_variable("${OUTPUT DIR}") or ".").resolve()
+
+    @staticmethod
+    def log_dir() -> Path:
+        """Directory of log.html (falls back to the output dir when there is no log file)."""
+        log_file = _robot_variable("${LOG FILE}")
+        if log_file and log_file.upper() != "NONE":
+            return Path(log_file).resolve().parent
+        return LibraryContext.output_dir()
+
+
+def _robot_variable(name: str) -> str | None:
+    try:
+        from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        value = BuiltIn().get_variable_value(name)
+    except RobotNotRunningError:
+        return None
+    return None if value is None else str(value)
