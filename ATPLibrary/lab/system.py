@@ -15,21 +15,16 @@ from pathlib import Path
 from ATPLibrary.errors import LabError
 from ATPLibrary.lab.shell import is_root, run
 
-#: Debian packages the lab needs on the host (`--no-install-recommends`; never libvirt-daemon-system,
-#: which pulls in systemd).
-HOST_PACKAGES = (
-    "qemu-system-x86",
-    "libvirt-daemon",
-    "libvirt-daemon-driver-qemu",
-    "libvirt-clients",
-    "libvirt-dev",
-    "pkg-config",
-    "gcc",
-    "kmod",
-    "cpio",
-    "debootstrap",
-    "e2fsprogs",
-)
+HOST_PACKAGES_FILE = Path(__file__).with_name("host-packages.txt")
+
+
+def _read_packages() -> tuple[str, ...]:
+    lines = (line.split("#", 1)[0].strip() for line in HOST_PACKAGES_FILE.read_text().splitlines())
+    return tuple(line for line in lines if line)
+
+
+#: Debian packages the lab needs on the host (see host-packages.txt).
+HOST_PACKAGES = _read_packages()
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 QEMU_CONF_HEADER = "# Written by ATPLibrary `atp lab` (safe to overwrite: the lab owns this file)."

@@ -1,0 +1,83 @@
+# ATPLibrary — `make demo` runs the suites in parallel on the local lab; `make test` runs every test.
+# The first `make` bootstraps: Debian packages (libvirt-python compiles against libvirt-dev), then .venv.
+
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+VMS        ?= 4
+PROCESSES  ?= $(VMS)
+RESULTS    ?= results
+HOST_PACKAGES := $(shell sed -e 's/\#.*//' ATPLibrary/lab/host-packages.txt)
+# Only the tests need these: the qemu+ssh:// test starts a local sshd.
+TEST_PACKAGES := openssh-server openssh-client
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+
+.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs clean
+
+all: install
+
+install: $(VENV)/.installed
+
+# Install missing Debian packages as root; otherwise print exactly what to install.
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES) $(EXTRA_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing Debian packages: $$missing"; \
+	        timeout 300 apt-get update -q && timeout 900 $(APT_INSTALL) $$missing; \
+	    else \
+	        echo "Missing Debian packages. Run as root:"; \
+	        echo "  apt-get update && $(APT_INSTALL) $$missing"; exit 1; \
+	    fi; \
+	fi
+
+test-packages:
+	@$(MAKE) --no-print-directory host-packages EXTRA_PACKAGES="$(TEST_PACKAGES)"
+
+$(VENV)/.installed: pyproject.toml | host-packages
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(MAKE) --no-print-directory host-packages EXTRA_PACKAGES=python3-venv
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	timeout 900 $(BIN)/pip install -q --upgrade pip
+	timeout 900 $(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lab: install
+	$(BIN)/atp lab up --vms $(VMS)
+
+lab-status: install
+	$(BIN)/atp lab status
+
+lab-down: install
+	$(BIN)/atp lab down
+
+# The main job: the suites in parallel, one lab guest per pabot process.
+demo: install
+	$(BIN)/atp lab up --vms $(VMS)
+	rm -rf $(RESULTS)
+	timeout 1800 $(BIN)/pabot --processes $(PROCESSES) --variablefile variables/lab.py \
+	    --outputdir $(RESULTS) suites/; rc=$$?; \
+	echo; echo "log:    $(abspath $(RESULTS))/log.html"; echo "report: $(abspath $(RESULTS))/report.html"; \
+	exit $$rc
+
+# All tests: unit tests, integration tests on real lab guests (the session fixture brings the lab up),
+# then a short robot run on the lab.
+test: install test-packages
+	timeout 2400 $(BIN)/pytest -ra tests; rc=$$?; [ $$rc = 5 ] && rc=0; [ $$rc = 0 ] || exit $$rc
+	rm -rf $(RESULTS)/smoke
+	timeout 900 $(BIN)/robot --variablefile variables/lab.py --include smoke --outputdir $(RESULTS)/smoke suites/
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check ATPLibrary tests variables bench
+	$(BIN)/mypy ATPLibrary
+	$(BIN)/robocop check suites resources
+
+docs: install
+	$(BIN)/python -m robot.libdoc ATPLibrary docs/ATPLibrary.html
+
+clean:
+	rm -rf $(RESULTS) .pytest_cache .mypy_cache .ruff_cache
