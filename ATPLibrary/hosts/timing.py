@@ -21,7 +21,7 @@ def format_seconds(seconds: float) -> str:
     if seconds < 1 and seconds != 0:
         return f"{round(seconds * 1000)} ms"
     if seconds < 60:
-        text = f"{seconds:g}" if seconds != int(seconds) else str(int(seconds))
+        text = f"{seconds:.2f}".rstrip("0").rstrip(".")
         return f"{text} second" + ("" if text == "1" else "s")
     minutes, rest = divmod(seconds, 60)
     parts = [f"{int(minutes)} minute" + ("" if int(minutes) == 1 else "s")]

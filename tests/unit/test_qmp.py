@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fakes import FakeTarget
+
+from ATPLibrary.errors import KeyMapError, QMPCommandError
+from ATPLibrary.qmp import MonitorClient, QmpKeyboard, chunk_events
+
+
+class FakeMonitor:
+    """Stands in for ``libvirt_qemu.qemuMonitorCommand``; records every command."""
+
+    def __init__(self, reply: dict[str, Any] | None = None) -> None:
+        self.commands: list[dict[str, Any]] = []
+        self.reply = reply if reply is not None else {"return": {}}
+
+    def __call__(self, dom: Any, cmd: str, flags: int) -> str:
+        self.commands.append(json.loads(cmd))
+        return json.dumps(self.reply)
+
+    def input_batches(self) -> list[list[dict[str, Any]]]:
+        return [c["arguments"]["events"] for c in self.commands if c["execute"] == "input-send-event"]
+
+    def key_sequence(self) -> list[tuple[str, bool]]:
+        return [
+            (e["data"]["key"]["data"], e["data"]["down"]) for batch in self.input_batches() for e in batch
+        ]
+
+
+def make(reply: dict[str, Any] | None = None) -> tuple[FakeMonitor, MonitorClient]:
+    fake = FakeMonitor(reply)
+    return fake, MonitorClient(FakeTarget(), monitor_command=fake)
+
+
+def test_chunk_events_keeps_order_and_limit() -> None:
+    events = [{"n": i} for i in range(131)]
+    chunks = chunk_events(events, 60)
+    assert [len(c) for c in chunks] == [60, 60, 11]
+    assert [e for c in chunks for e in c] == events
+
+
+def test_send_input_events_never_sends_more_than_60_events() -> None:
+    fake, monitor = make()
+    events = [{"type": "key", "data": {"down": True, "key": {"type": "qcode", "data": "a"}}}] * 250
+    sent = monitor.send_input_events(events, limit=100)
+    batches = fake.input_batches()
+    assert sent == len(batches) == 5
+    assert max(len(b) for b in batches) <= 60
+    assert sum(len(b) for b in batches) == 250
+
+
+def test_execute_returns_value_and_maps_errors() -> None:
+    fake, monitor = make({"return": {"running": True, "status": "running"}})
+    assert monitor.execute("query-status") == {"running": True, "status": "running"}
+    assert fake.commands == [{"execute": "query-status"}]
+    _, monitor = make({"error": {"class": "DeviceNotFound", "desc": "Device 'input3' not found"}})
+    with pytest.raises(QMPCommandError) as info:
+        monitor.execute("input-send-event", {"device": "input3", "events": []})
+    assert info.value.error_class == "DeviceNotFound"
+    assert info.value.desc == "Device 'input3' not found"
+    assert "vm1" in str(info.value)
+
+
+def test_type_text_is_exact_with_explicit_shift_and_batches_of_15() -> None:
+    fake, monitor = make()
+    text = "Hello_World-42 (a>b) & {x|y} #~$ tail aabbcc  ::\n"
+    commands = QmpKeyboard(monitor).type_text(text)
+    batches = fake.input_batches()
+    assert commands == len(batches) == -(-len(text) // 15)
+    assert all(len(b) <= 60 for b in batches)
+    seq = fake.key_sequence()
+    # reconstruct the typed text from the events: shift state + key downs
+    qcode_to_char = {
+        "minus": "-",
+        "spc": " ",
+        "ret": "\n",
+        "9": "9",
+        "0": "0",
+        "dot": ".",
+        "7": "7",
+        "bracket_left": "[",
+        "bracket_right": "]",
+        "backslash": "\\",
+        "3": "3",
+        "grave_accent": "`",
+        "4": "4",
+        "semicolon": ";",
+        "2": "2",
+    }
+    shifted = {
+        "-": "_",
+        "9": "(",
+        "0": ")",
+        ".": ">",
+        "7": "&",
+        "[": "{",
+        "]": "}",
+        "\\": "|",
+        "3": "#",
+        "`": "~",
+        "4": "$",
+        ";": ":",
+    }
+    typed, shift = [], False
+    for qcode, down in seq:
+        if qcode == "shift":
+            shift = down
+            continue
+        if down:
+            char = qcode_to_char.get(qcode, qcode)
+            typed.append(
+                (char.upper() if len(char) == 1 and char.isalpha() else shifted[char]) if shift else char
+            )
+    assert "".join(typed) == text
+    downs = [q for q, d in seq if d and q != "shift"]
+    ups = [q for q, d in seq if not d and q != "shift"]
+    assert downs == ups  # each char pressed and released in order
+    assert seq[:4] == [("shift", True), ("h", True), ("h", False), ("shift", False)]
+
+
+def test_type_text_with_delay_sends_one_char_per_command() -> None:
+    fake, monitor = make()
+    sleeps: list[float] = []
+    QmpKeyboard(monitor, sleep=sleeps.append).type_text("aA", delay=0.05)
+    assert [len(b) for b in fake.input_batches()] == [2, 4]
+    assert sleeps == [0.05]
+
+
+def test_type_text_rejects_bad_char_before_sending_anything() -> None:
+    fake, monitor = make()
+    with pytest.raises(KeyMapError):
+        QmpKeyboard(monitor).type_text("ok so far \u00e9")
+    assert fake.commands == []
+
+
+def test_press_combos_down_in_order_up_in_reverse() -> None:
+    fake, monitor = make()
+    QmpKeyboard(monitor).press_combos(["ctrl+alt+delete", "ENTER"])
+    assert fake.key_sequence() == [
+        ("ctrl", True),
+        ("alt", True),
+        ("delete", True),
+        ("delete", False),
+        ("alt", False),
+        ("ctrl", False),
+        ("ret", True),
+        ("ret", False),
+    ]
+
+
+def test_press_combos_validates_every_combo_first() -> None:
+    fake, monitor = make()
+    with pytest.raises(KeyMapError, match="ENTER"):
+        QmpKeyboard(monitor).press_combos(["a", "ENTR"])
+    assert fake.commands == []
