@@ -166,10 +166,7 @@ class GuestAgent:
 
     def _map_error(self, name: str, err: libvirt.libvirtError, timeout: float) -> Exception:
         if is_agent_not_ready(err):
-            return GuestAgentNotResponding(
-                f"{self._where()}: guest agent not responding to {name} "
-                f"within {format_seconds(timeout)}: {err}"
-            )
+            return GuestAgentNotResponding(f"{self._where()}: guest agent not responding to {name}: {err}")
         if error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID:
             return VMStateError(f"{self._where()}: cannot talk to the guest agent: {err}")
         return GuestAgentError(f"{self._where()}: guest agent command {name} failed: {err}")
@@ -229,12 +226,7 @@ class GuestAgent:
         if input_data is not None:
             raw_in = input_data.encode("utf-8") if isinstance(input_data, str) else bytes(input_data)
             arguments["input-data"] = base64.b64encode(raw_in).decode("ascii")
-        try:
-            started = self.raw("guest-exec", arguments, timeout=deadline.agent_timeout(self.call_timeout_cap))
-        except libvirt.libvirtError as err:
-            raise self._map_error("guest-exec", err, timeout) from err
-        except GuestAgentError as err:
-            raise GuestCommandError(f"{self._where()}: could not start '{shown}': {err}") from err
+        started = self._start(arguments, deadline, shown, timeout)
         pid = int(started["pid"])
         status = self._wait_exited(pid, deadline, shown, timeout)
         return ExecResult(
@@ -248,6 +240,28 @@ class GuestAgent:
             duration=deadline.elapsed(),
             pid=pid,
         )
+
+    def _start(self, arguments: dict[str, Any], deadline: Deadline, shown: str, timeout: float) -> Any:
+        """``guest-exec``; if qemu-ga is not connected (nothing delivered), wait for it and send once more."""
+        for attempt in (1, 2):
+            try:
+                return self.raw(
+                    "guest-exec", arguments, timeout=deadline.agent_timeout(self.call_timeout_cap)
+                )
+            except libvirt.libvirtError as err:
+                undelivered = is_agent_not_ready(err) and "not connected" in str(err).lower()
+                if attempt == 2 or not undelivered or deadline.expired:
+                    raise self._map_error("guest-exec", err, timeout) from err
+                try:
+                    self.ping(deadline.remaining())
+                except GuestAgentNotResponding as not_responding:
+                    raise GuestAgentNotResponding(
+                        f"{self._where()}: could not run '{shown}': guest agent not responding within "
+                        f"{format_seconds(timeout)}"
+                    ) from not_responding
+            except GuestAgentError as err:
+                raise GuestCommandError(f"{self._where()}: could not start '{shown}': {err}") from err
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def run_shell(
         self,

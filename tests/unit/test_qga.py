@@ -215,3 +215,28 @@ def test_agent_error_reply_is_mapped() -> None:
     agent = GuestAgent(FakeTarget(), agent_command=agent_command)
     with pytest.raises(GuestAgentError, match="CommandNotFound"):
         agent.command("guest-x")
+
+
+def test_exec_waits_for_an_agent_that_is_not_connected_yet() -> None:
+    clock = FakeClock()
+    guest = ExecGuest(polls_before_exit=0, out=b"up\n")
+    state = {"connected_at": 1003.0}
+
+    def handler(name: str, args: dict[str, Any]) -> Any:
+        if clock.now < state["connected_at"]:
+            raise libvirt_error(
+                libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+                "Guest agent is not responding: QEMU guest agent is not connected",
+            )
+        return {} if name == "guest-ping" else guest(name, args)
+
+    fake = FakeAgentCommand(handler)
+    agent = GuestAgent(FakeTarget(), agent_command=fake, clock=clock, sleep=clock.sleep)
+    assert agent.run_shell("echo up", timeout=30).stdout == "up\n"
+    assert fake.names().count("guest-exec") == 2 and "guest-ping" in fake.names()
+
+    state["connected_at"] = 10**9
+    with pytest.raises(
+        GuestAgentNotResponding, match=r"could not run 'echo up'.*not responding within 5 seconds"
+    ):
+        agent.run_shell("echo up", timeout=5)
