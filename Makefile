@@ -5,6 +5,8 @@ SHELL      := /bin/bash
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
+# pabot starts `robot` from PATH: make it the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 VMS        ?= 4
 PROCESSES  ?= $(VMS)
 RESULTS    ?= results

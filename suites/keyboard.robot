@@ -38,12 +38,13 @@ Every Printable ASCII Character Arrives Exactly
     Type Into Console File    ${ascii}
 
 Ctrl+C Interrupts A Running Command
-    [Documentation]    ``Press Keys`` sends a combo: Ctrl+C stops ``sleep`` and the shell sees status 130.
+    [Documentation]    ``Press Keys`` sends a combo: Ctrl+C stops ``sleep``; its exit status is 130.
     Execute Command In Guest    ${VM}    rm -f /tmp/status
-    Type Text    ${VM}    sleep 60; echo $? > /tmp/status\n
+    Type Text    ${VM}    sleep 60\n
     Wait Until Keyword Succeeds    10s    0.2s
-    ...    Execute Command In Guest    ${VM}    pgrep -x sleep
+    ...    Execute Command In Guest    ${VM}    pgrep -fx 'sleep 60'
     Press Keys    ${VM}    ctrl+c
+    Type Text    ${VM}    echo $? > /tmp/status\n
     Wait Until Keyword Succeeds    10s    0.2s    Guest File Should Be    /tmp/status    130\n
 
 Key Sequence Edits The Command Line

@@ -1,5 +1,6 @@
 *** Settings ***
 Documentation       Screenshots of the guest's display, embedded in log.html.
+Library             OperatingSystem
 Resource            ../resources/lab.resource
 Suite Setup         Prepare Screen Suite
 Test Setup          Log Test VM
@@ -9,7 +10,9 @@ Test Tags           area:screen    speed:fast
 *** Test Cases ***
 Screenshot Of The Console Is Embedded In The Log
     [Tags]    smoke
-    Type Text    ${VM}    clear; echo ATPLibrary screenshot on ${VM}\n
+    Execute Command In Guest    ${VM}    rm -f /tmp/shown
+    Type Text    ${VM}    clear; echo ATPLibrary screenshot on ${VM}; touch /tmp/shown\n
+    Wait Until Keyword Succeeds    10s    0.2s    Execute Command In Guest    ${VM}    test -e /tmp/shown
     Wait Until Keyword Succeeds    10s    0.5s    Screen Should Not Be Blank    ${VM}
     ${path}=    Take Screenshot    ${VM}
     File Should Exist    ${path}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.hosts.connection import DomainHandle, HostConnection
 from ATPLibrary.hosts.registry import HostRegistry
 from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap
@@ -22,23 +23,21 @@ class LibraryContext:
 
     def __init__(
         self,
-        timeout: timedelta = timedelta(seconds=30),
+        timeout: timedelta | float | str = timedelta(seconds=30),
         uri: str = "qemu:///system",
         registry: HostRegistry | None = None,
     ) -> None:
-        self.timeout = timeout
+        self.timeout = timedelta(seconds=to_seconds(timeout))
         self.default_uri = uri
         self.registry = registry or HostRegistry()
         self.layout: Layout = US
         self.keymap: KeyMap = DEFAULT_KEYMAP
 
-    def seconds(self, timeout: timedelta | float | None) -> float:
+    def seconds(self, timeout: timedelta | float | str | None) -> float:
         """A keyword's timeout in seconds; None means the library default."""
         if timeout is None:
             return self.timeout.total_seconds()
-        if isinstance(timeout, timedelta):
-            return timeout.total_seconds()
-        return float(timeout)
+        return to_seconds(timeout)
 
     @property
     def host(self) -> HostConnection:
@@ -72,6 +71,29 @@ class LibraryContext:
         if log_file and log_file.upper() != "NONE":
             return Path(log_file).resolve().parent
         return LibraryContext.output_dir()
+
+
+def to_seconds(value: timedelta | float | str) -> float:
+    """Seconds from a timedelta, a number or Robot's time format (``10s``, ``1 minute``).
+
+    Robot converts ``timedelta`` arguments itself; this also serves Python callers and ``Run Keyword``.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        from robot.utils import timestr_to_secs
+
+        try:
+            seconds = float(timestr_to_secs(value))
+        except ValueError:
+            raise ConfigurationError(
+                f"'{value}' is not a time: use Robot's time format such as '10s', '1.5 seconds' or '1 minute'"
+            ) from None
+    if seconds < 0:
+        raise ConfigurationError(f"a timeout cannot be negative, got {value!r}")
+    return seconds
 
 
 def _robot_variable(name: str) -> str | None:

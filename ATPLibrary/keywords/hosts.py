@@ -35,11 +35,16 @@ class HostKeywords:
         | Connect To Host | qemu:///system                    | alias=local  |
         | Connect To Host | qemu+ssh://root@10.0.0.5/system   | alias=remote |
         """
-        host = self.ctx.registry.add(uri, alias)
+        registry = self.ctx.registry
+        previous = registry.current
+        host = registry.add(uri, alias)
         try:
             host.open()
         except Exception:
-            self.ctx.registry.remove(host.alias)
+            # A failed connect leaves the host that was current before it current.
+            registry.remove(host.alias)
+            if previous is not None and previous.alias in registry:
+                registry.switch(previous.alias)
             raise
         logger.info(f"Connected to libvirt host '{uri}' as '{host.alias}'.")
         return host.alias

@@ -1,0 +1,56 @@
+"""Shared pytest fixtures: the local lab of real guests, brought up once per session.
+
+Under CI (``CI=true``) a test that needs the lab FAILS when the lab cannot start; elsewhere it is skipped
+with the reason (e.g. not root on a machine without libvirtd).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+#: Guests the tests need: [0] for typing and commands, [1] for lifecycle tests that stop and start it.
+MIN_TEST_VMS = 2
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict[str, Any]:
+    """The lab's variables (``uri``, ``vms``, ``guests``) after `atp lab up`; never shrinks a bigger lab."""
+    from ATPLibrary.lab.lab import Lab
+
+    try:
+        lab = Lab(log=lambda message: print(f"[lab] {message}", flush=True))
+        existing = len(lab.status()["guests"])
+        return lab.up(max(MIN_TEST_VMS, existing))
+    except Exception as exc:  # any failure to start the lab
+        if IN_CI:
+            pytest.fail(f"the lab could not start (CI never skips lab tests): {exc}")
+        pytest.skip(f"the lab could not start on this machine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def typing_vm(lab: dict[str, Any]) -> str:
+    """The guest used for typing and commands (kept running)."""
+    return str(lab["vms"][0])
+
+
+@pytest.fixture(scope="session")
+def lifecycle_vm(lab: dict[str, Any]) -> str:
+    """The guest that lifecycle tests stop, start and break (left running and ready afterwards)."""
+    return str(lab["vms"][1])
+
+
+@pytest.fixture()
+def library(lab: dict[str, Any]) -> Iterator[Any]:
+    """An ATPLibrary instance connected to the lab host, as a suite would have it."""
+    from ATPLibrary import ATPLibrary
+
+    lib = ATPLibrary(timeout=timedelta(seconds=30))
+    lib.run_keyword("Connect To Host", [lab["uri"]], {"alias": "lab"})
+    yield lib
+    lib.run_keyword("Disconnect All Hosts", [], {})
