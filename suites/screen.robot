@@ -26,10 +26,12 @@ Screenshot Changes When The Screen Changes
 
 *** Keywords ***
 Prepare Screen Suite
+    [Documentation]    Picks this process's VM and waits until its console takes typing.
     Use This Process's Lab VM
     VM Should Be Ready For Typing
 
 Screen Should Differ From
+    [Documentation]    Fails when a new screenshot is byte-identical to the one at ``${path}``.
     [Arguments]    ${path}
     ${now}=    Take Screenshot    ${VM}    after.png
     ${same}=    Evaluate    pathlib.Path($path).read_bytes() == pathlib.Path($now).read_bytes()    modules=pathlib

@@ -54,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_sub.add_parser("up", help="install, start libvirtd, build the guest image, boot N guests")
     up.add_argument("--vms", type=int, default=4, help="number of guests atp-lab-01..N (grows or shrinks)")
-    up.add_argument("--timeout", type=float, default=None,
-                    help="seconds to wait for all guests to be console-ready (default 60 + 15 per guest)")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for all guests to be console-ready (default 60 + 15 per guest)",
+    )
     up.set_defaults(func=_lab_up)
     status = lab_sub.add_parser("status", help="show the lab's daemons and guests")
     status.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ Two cache levels, each keyed by a hash of its inputs so that it is rebuilt only 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -90,18 +91,14 @@ def debian_mirror() -> str:
     for uri in candidates:
         if "security" not in uri:
             return uri
-    raise LabError(
-        "no Debian mirror found in /etc/apt/sources.list(.d); set ATP_DEBIAN_MIRROR to a mirror URL"
-    )
+    raise LabError("no Debian mirror found in /etc/apt/sources.list(.d); set ATP_DEBIAN_MIRROR to a mirror URL")
 
 
 def candidate_version(package: str) -> str:
     proc = run(["apt-cache", "policy", package], timeout=60, check=False)
     m = re.search(r"Candidate:\s*(\S+)", proc.stdout)
     if not m or m.group(1) == "(none)":
-        raise LabError(
-            f"apt knows no installable version of {package}; run `apt-get update` (as root) and retry"
-        )
+        raise LabError(f"apt knows no installable version of {package}; run `apt-get update` (as root) and retry")
     return m.group(1)
 
 
@@ -109,9 +106,7 @@ def kernel_package() -> str:
     proc = run(["apt-cache", "depends", KERNEL_META_PACKAGE], timeout=60, check=False)
     m = re.search(r"Depends:\s*(linux-image-\S+)", proc.stdout)
     if not m:
-        raise LabError(
-            f"apt cannot resolve {KERNEL_META_PACKAGE}; run `apt-get update` (as root) and retry"
-        )
+        raise LabError(f"apt cannot resolve {KERNEL_META_PACKAGE}; run `apt-get update` (as root) and retry")
     return m.group(1)
 
 
@@ -212,8 +207,11 @@ def _image(directory: Path, key: str) -> GuestImage:
 def prune_images(lab: Path, keep: set[Path]) -> list[Path]:
     """Remove image and base folders that are not in ``keep`` (the caller keeps what domains still use)."""
     removed = []
-    current_bases = {str(json.loads((k / "manifest.json").read_text())["inputs"]["base"]) for k in keep
-                     if (k / "manifest.json").exists()}
+    current_bases = {
+        str(json.loads((k / "manifest.json").read_text())["inputs"]["base"])
+        for k in keep
+        if (k / "manifest.json").exists()
+    }
     for d in lab.glob("image-*"):
         if d not in keep:
             shutil.rmtree(d, ignore_errors=True)
@@ -234,7 +232,7 @@ def _download(lab: Path, packages: list[str], log: Log) -> dict[str, Path]:
         deb = next(debs_dir.glob(f"{pkg}_{version}_*.deb"), None)
         if deb is None:
             log(f"apt-get download {pkg}")
-            _retry(lambda p=pkg: run(["apt-get", "download", "-q", p], timeout=300, cwd=debs_dir), 3, log)
+            _retry(functools.partial(run, ["apt-get", "download", "-q", pkg], timeout=300, cwd=debs_dir), 3, log)
             deb = next(debs_dir.glob(f"{pkg}_{version}_*.deb"), None)
             if deb is None:
                 raise LabError(f"apt-get download {pkg} left no {pkg}_{version}_*.deb in {debs_dir}")
@@ -276,8 +274,17 @@ def _ensure_base(lab: Path, key: str, suite: str, mirror: str, log: Log) -> Path
     log("byte-compiling Python in the guest root")
     pydirs = ["/" + p.relative_to(root).as_posix() for p in sorted(root.glob("usr/lib/python3*")) if p.is_dir()]
     run(
-        ["chroot", str(root), "/usr/bin/python3", "-m", "compileall", "-q", "--invalidation-mode",
-         "unchecked-hash", *pydirs],
+        [
+            "chroot",
+            str(root),
+            "/usr/bin/python3",
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            *pydirs,
+        ],
         timeout=600,
         check=False,  # a stray file with old syntax must not stop the build; the rest is compiled
     )
@@ -286,8 +293,16 @@ def _ensure_base(lab: Path, key: str, suite: str, mirror: str, log: Log) -> Path
 
 
 def _trim(root: Path) -> None:
-    for rel in ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
-                "var/cache/apt", "var/lib/apt/lists", "var/cache/debconf"):
+    for rel in (
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+        "usr/share/lintian",
+        "var/cache/apt",
+        "var/lib/apt/lists",
+        "var/cache/debconf",
+    ):
         p = root / rel
         if p.is_dir():
             shutil.rmtree(p)
@@ -327,7 +342,11 @@ def _build_initramfs(out: Path, kroot: Path, kver: str, busybox_deb: Path) -> No
     os.mknod(stage / "dev" / "console", 0o600 | stat.S_IFCHR, os.makedev(5, 1))
     listing = subprocess.run(
         "find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0",
-        shell=True, cwd=stage, capture_output=True, timeout=120, check=False,
+        shell=True,
+        cwd=stage,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     if listing.returncode != 0:
         raise LabError(f"cpio failed building the initramfs: {listing.stderr.decode(errors='replace')}")
@@ -358,8 +377,22 @@ def _build_rootfs(out: Path, base_root: Path) -> None:
     used_mb = int(run(["du", "-sm", str(stage)], timeout=120).stdout.split()[0])
     size_mb = used_mb + used_mb // 3 + 48
     run(
-        ["mke2fs", "-q", "-t", "ext4", "-d", str(stage), "-L", "atproot", "-O", "^has_journal", "-m", "0",
-         str(out / "rootfs.ext4"), f"{size_mb}M"],
+        [
+            "mke2fs",
+            "-q",
+            "-t",
+            "ext4",
+            "-d",
+            str(stage),
+            "-L",
+            "atproot",
+            "-O",
+            "^has_journal",
+            "-m",
+            "0",
+            str(out / "rootfs.ext4"),
+            f"{size_mb}M",
+        ],
         timeout=300,
     )
     shutil.rmtree(stage)

@@ -143,8 +143,7 @@ class Lab:
         if dom.isActive():
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if hasattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM")
-                          else 0)
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if hasattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM") else 0)
         for p in (self._serial_log(name), self._verifier_socket(name)):
             p.unlink(missing_ok=True)
 
@@ -300,7 +299,7 @@ class Lab:
 
 
 def console_status(serial_log: Path, offset: int) -> str:
-    """"ready", "failed" or "booting", from the serial log after ``offset`` (-1: the whole log, last mark wins)."""
+    """ "ready", "failed" or "booting", from the serial log after ``offset`` (-1: the whole log, last mark wins)."""
     try:
         with serial_log.open("rb") as f:
             size = f.seek(0, os.SEEK_END)

@@ -35,7 +35,10 @@ class Progress:
         from rich.progress import Progress as RichProgress
 
         with RichProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             transient=False,
         ) as bar:
             tid = bar.add_task(description, total=total)

@@ -40,9 +40,7 @@ def run(
         raise LabError(f"'{cmd[0]}' is not installed (needed to run '{' '.join(cmd)}')") from exc
     if check and proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        raise LabError(
-            f"'{' '.join(cmd)}' failed with exit code {proc.returncode}:\n" + "\n".join(tail)
-        )
+        raise LabError(f"'{' '.join(cmd)}' failed with exit code {proc.returncode}:\n" + "\n".join(tail))
     return proc
 
 

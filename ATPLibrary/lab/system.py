@@ -56,9 +56,8 @@ def missing_packages(packages: tuple[str, ...] = HOST_PACKAGES) -> list[str]:
 
 
 def install_command(packages: list[str]) -> str:
-    return (
-        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
-        + " ".join(packages)
+    return "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends " + " ".join(
+        packages
     )
 
 
@@ -186,8 +185,17 @@ def ensure_system_user() -> None:
         run(["groupadd", "-r", "libvirt-qemu"], timeout=30)
     if run(["getent", "passwd", "libvirt-qemu"], timeout=10, check=False).returncode != 0:
         run(
-            ["useradd", "-r", "-g", "libvirt-qemu", "-d", "/var/lib/libvirt", "-s", "/usr/sbin/nologin",
-             "libvirt-qemu"],
+            [
+                "useradd",
+                "-r",
+                "-g",
+                "libvirt-qemu",
+                "-d",
+                "/var/lib/libvirt",
+                "-s",
+                "/usr/sbin/nologin",
+                "libvirt-qemu",
+            ],
             timeout=30,
         )
     for d in ("/var/log/libvirt/qemu", "/var/lib/libvirt/qemu", "/run/libvirt", "/etc/libvirt"):
@@ -229,8 +237,8 @@ def start_libvirtd(log: Callable[[str], None], timeout: float = 60.0) -> DaemonR
                 f"libvirtd did not answer on {LIBVIRT_SOCKET} within {timeout:g} s; "
                 "see /var/log/libvirt/ and run `libvirtd` in a terminal to read its errors"
             )
-        pid = started.get("libvirtd")
-        if pid is not None and not pid_alive(pid):
+        libvirtd_pid = started.get("libvirtd")
+        if libvirtd_pid is not None and not pid_alive(libvirtd_pid):
             raise LabError(
                 "libvirtd exited right after starting; run `libvirtd` in a terminal to see why "
                 "(a common cause: a broken /etc/libvirt/qemu.conf)"

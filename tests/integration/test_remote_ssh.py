@@ -12,8 +12,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest

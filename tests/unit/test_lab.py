@@ -1,0 +1,214 @@
+"""The lab's pure parts: qemu.conf handling, domain XML, console readiness, accelerator choice."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ATPLibrary.errors import LabError
+from ATPLibrary.lab import domains, lab, paths, system
+from ATPLibrary.lab.image import GuestImage
+
+# ---------------------------------------------------------------- qemu.conf
+
+
+def test_lab_writes_its_qemu_conf_when_there_is_none(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    assert system.ensure_qemu_conf(conf) is True
+    text = conf.read_text()
+    assert text.startswith(system.QEMU_CONF_HEADER)
+    assert system.missing_qemu_conf_settings(text) == []
+    assert 'user = "root"' in text and "cgroup_controllers = [ ]" in text
+    assert system.ensure_qemu_conf(conf) is False  # unchanged the second time
+
+
+def test_lab_rewrites_its_own_qemu_conf(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    conf.write_text(system.QEMU_CONF_HEADER + '\nuser = "nobody"\n')
+    assert system.ensure_qemu_conf(conf) is True
+    assert system.missing_qemu_conf_settings(conf.read_text()) == []
+
+
+def test_foreign_qemu_conf_is_never_overwritten_and_missing_settings_are_named(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    foreign = '# site config\nuser = "root"\ngroup = "root"\nsecurity_driver = "selinux"\n'
+    conf.write_text(foreign)
+    with pytest.raises(LabError) as info:
+        system.ensure_qemu_conf(conf)
+    message = str(info.value)
+    assert 'security_driver = "none"' in message
+    assert "dynamic_ownership = 0" in message and "namespaces = [ ]" in message
+    assert 'user = "root"' not in message  # present settings are not listed
+    assert conf.read_text() == foreign
+
+
+def test_foreign_qemu_conf_with_every_setting_is_used(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    foreign = (
+        'user="root"\ngroup = "root"  # ours\ndynamic_ownership = 0\nremember_owner = 0\n'
+        'security_driver = "none"\ncgroup_controllers = []\nnamespaces = [ ]\nspice_tls = 1\n'
+    )
+    conf.write_text(foreign)
+    assert system.ensure_qemu_conf(conf) is False
+    assert conf.read_text() == foreign
+
+
+def test_host_packages_come_from_one_list() -> None:
+    assert "libvirt-dev" in system.HOST_PACKAGES
+    assert "libvirt-daemon-system" not in system.HOST_PACKAGES
+    assert system.install_command(["a", "b"]).endswith("--no-install-recommends a b")
+
+
+# ---------------------------------------------------------------- domain XML
+
+
+def _image(tmp_path: Path) -> GuestImage:
+    return GuestImage(
+        tmp_path, tmp_path / "vmlinuz", tmp_path / "initrd.cpio.gz", tmp_path / "rootfs.ext4", "abc123", {}
+    )
+
+
+def _spec(tmp_path: Path, accel: str = "qemu", password: str = "pw<&'\"") -> domains.GuestSpec:
+    return domains.GuestSpec(
+        name="atp-lab-07",
+        image=_image(tmp_path),
+        accel=accel,
+        spice_password=password,
+        serial_log=tmp_path / "s.log",
+        verifier_socket=tmp_path / "v.sock",
+    )
+
+
+def test_domain_xml_has_what_the_lab_needs(tmp_path: Path) -> None:
+    xml = domains.domain_xml(_spec(tmp_path))
+    root = ET.fromstring(xml)
+    assert root.get("type") == "qemu"
+    assert root.findtext("name") == "atp-lab-07"
+    assert root.findtext("memory") == "128" and root.findtext("vcpu") == "1"
+    assert root.find("features/tcg/tb-cache").text == "32"  # type: ignore[union-attr]
+    assert root.findtext("sysinfo/system/entry[@name='serial']") == "atp-lab-07"
+    assert root.find("os/smbios").get("mode") == "sysinfo"  # type: ignore[union-attr]
+    cmdline = root.findtext("os/cmdline") or ""
+    assert cmdline.index("console=tty0") < cmdline.index("console=ttyS0")  # /dev/console = serial
+    channels = {c.find("target").get("name"): c for c in root.findall("devices/channel")}  # type: ignore[union-attr]
+    assert set(channels) == {"org.qemu.guest_agent.0", "com.atp.verifier.0"}
+    verifier = channels["com.atp.verifier.0"].find("source")
+    assert verifier is not None and verifier.get("mode") == "bind" and verifier.get("path") == str(tmp_path / "v.sock")
+    inputs = {(i.get("type"), i.get("bus")) for i in root.findall("devices/input")}
+    assert inputs == {("tablet", "virtio"), ("keyboard", "virtio"), ("mouse", "virtio")}
+    graphics = root.find("devices/graphics")
+    assert graphics is not None and graphics.get("type") == "spice"
+    assert graphics.get("passwd") == "pw<&'\""  # escaped in XML, intact when parsed
+    assert graphics.find("listen").get("address") == "127.0.0.1"  # type: ignore[union-attr]
+    assert root.find("devices/interface") is None  # no network card
+    assert root.find("devices/disk/readonly") is not None
+    assert root.find("devices/video/model").get("type") == "vga"  # type: ignore[union-attr]
+    meta = domains.lab_metadata(xml) or {}
+    assert (meta.get("image"), meta.get("accel")) == ("abc123", "qemu")
+
+
+def test_kvm_domain_has_no_tcg_cache(tmp_path: Path) -> None:
+    root = ET.fromstring(domains.domain_xml(_spec(tmp_path, accel="kvm")))
+    assert root.get("type") == "kvm" and root.find("features/tcg") is None
+
+
+def test_too_long_socket_path_is_refused(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    long = domains.GuestSpec(**{**spec.__dict__, "verifier_socket": tmp_path / ("x" * 120)})
+    with pytest.raises(ValueError, match="ATP_LAB_DIR"):
+        domains.domain_xml(long)
+
+
+def test_spice_password_and_port_are_read_from_xml() -> None:
+    live = "<domain><devices><graphics type='spice' port='5903' autoport='yes' passwd='s3cret'/></devices></domain>"
+    assert domains.spice_password_of(live) == "s3cret"
+    assert domains.spice_port_of(live) == 5903
+    inactive = "<graphics type='spice' port='-1' autoport='yes'/>"
+    assert domains.spice_port_of(inactive) is None  # -1 means not assigned yet
+    assert domains.spice_password_of("<graphics type='vnc' passwd='x'/>") is None
+
+
+def test_spice_passwords_are_random_and_within_spice_limits() -> None:
+    a, b = domains.new_spice_password(), domains.new_spice_password()
+    assert a != b and 8 <= len(a) <= 59 and a.isalnum()
+
+
+def test_metadata_of_a_foreign_domain_is_none() -> None:
+    assert domains.lab_metadata("<domain><name>atp-lab-01</name></domain>") is None
+
+
+# ---------------------------------------------------------------- readiness, paths, accel
+
+
+@pytest.mark.parametrize(
+    ("log", "offset", "status"),
+    [
+        ("", 0, "booting"),
+        ("ATP-GUEST-AGENT 3.1\n", 0, "booting"),
+        ("ATP-GUEST-AGENT 3.1\nATP-CONSOLE-READY 4.2 atp-lab-01\n", 0, "ready"),
+        ("ATP-INIT-FAILED no /dev/vda\n", 0, "failed"),
+        ("ATP-CONSOLE-READY 4.2\nATP-SHUTDOWN 9.0 -r\n", -1, "booting"),  # rebooting
+        ("ATP-CONSOLE-READY 4.2\nATP-SHUTDOWN 9.0 -r\nATP-CONSOLE-READY 5.0\n", -1, "ready"),
+    ],
+)
+def test_console_status(tmp_path: Path, log: str, offset: int, status: str) -> None:
+    f = tmp_path / "serial.log"
+    f.write_text(log)
+    assert lab.console_status(f, offset) == status
+
+
+def test_console_status_reads_only_after_the_offset(tmp_path: Path) -> None:
+    f = tmp_path / "serial.log"
+    old = "ATP-CONSOLE-READY 4.2 (previous boot)\n"
+    f.write_text(old + "booting again\n")
+    assert lab.console_status(f, len(old)) == "booting"
+    assert lab.console_status(tmp_path / "missing.log", 0) == "booting"
+
+
+def test_lab_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ATP_LAB_DIR", str(tmp_path / "lab"))
+    assert paths.lab_dir() == tmp_path / "lab"
+    assert paths.vars_file() == tmp_path / "lab" / "lab-vars.json"
+    monkeypatch.delenv("ATP_LAB_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert paths.lab_dir() == tmp_path / "cache" / "atp" / "lab"
+    assert paths.vm_name(3) == "atp-lab-03"
+
+
+def test_accel_prefers_tcg_under_kvm_pvm_and_remembers_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda p: True if str(p) == "/sys/module/kvm_pvm" else real_exists(p))
+    assert lab.choose_accel(lab.LabState()) == ("qemu", False)
+    monkeypatch.setattr(Path, "exists", lambda p: False if str(p) == "/sys/module/kvm_pvm" else real_exists(p))
+    monkeypatch.delenv("ATP_LAB_ACCEL", raising=False)
+    assert lab.choose_accel(lab.LabState(accel="qemu")) == ("qemu", False)  # decided before: no new probe
+
+
+def test_lab_up_rejects_a_silly_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATP_LAB_DIR", str(tmp_path))
+    with pytest.raises(LabError, match="--vms"):
+        lab.Lab(log=lambda _m: None).up(-1)
+
+
+def test_variable_file_reads_lab_vars_and_hides_passwords(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    monkeypatch.setenv("ATP_LAB_DIR", str(tmp_path))
+    get_variables = runpy.run_path(str(Path(__file__).parents[2] / "variables" / "lab.py"))["get_variables"]
+    assert get_variables()["LAB_VMS"] == []  # no lab: empty, so IDEs can still load the file
+    (tmp_path / "lab-vars.json").write_text(
+        json.dumps(
+            {
+                "uri": "qemu:///system",
+                "vms": ["atp-lab-01"],
+                "guests": {"atp-lab-01": {"spice_port": 5900, "spice_password": "s3cret"}},
+            }
+        )
+    )
+    variables = get_variables()
+    assert variables["LAB_VMS"] == ["atp-lab-01"]
+    assert variables["LAB_GUESTS"] == {"atp-lab-01": {"spice_port": 5900}}
+    assert "s3cret" not in json.dumps(variables)
