@@ -262,6 +262,18 @@ class Lab:
         tmp.replace(path)
         return lab_vars
 
+    def restart_libvirtd(self) -> int:
+        """Restart libvirtd when the lab started it (guests keep running); returns the new PID."""
+        state = LabState.load()
+        pid = state.daemons.get("libvirtd")
+        if pid is None or not system.pid_alive(pid):
+            raise LabError("libvirtd was not started by the lab, so the lab does not restart it")
+        system.stop_daemons({"libvirtd": pid}, self.log)
+        result = system.start_libvirtd(self.log)
+        state.daemons.update(result.started)
+        state.save()
+        return state.daemons["libvirtd"]
+
     # ------------------------------------------------------------ status / down
 
     def status(self) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from tests.integration.helpers import kw, type_into_file, wait_console_ready
 
 pytestmark = [pytest.mark.lab, pytest.mark.ssh]
 
-SSH_PORT = 22
+SSH_PORT = 22  # the URI then reads exactly qemu+ssh://root@127.0.0.1/system
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _port_open(port: int) -> bool:
@@ -40,19 +46,20 @@ def ssh_uri(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
         problem = "sshd is not installed (Debian package openssh-server; `make test` installs it)"
     elif os.geteuid() != 0:
         problem = "the qemu+ssh test logs in as root and needs root to run sshd on port 22"
-    elif _port_open(SSH_PORT):
-        problem = f"something already listens on 127.0.0.1:{SSH_PORT}"
     if problem:
         if IN_CI:
             pytest.fail(problem)
         pytest.skip(problem)
+    # Port 22 when free; when a system sshd already holds it, our own sshd on a free port (same test).
+    port = SSH_PORT if not _port_open(SSH_PORT) else _free_port()
+    host = "127.0.0.1" if port == SSH_PORT else f"127.0.0.1:{port}"
     d = tmp_path_factory.mktemp("sshd")
     for key in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True, timeout=30)
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
     (d / "authorized_keys").chmod(0o600)
     (d / "sshd_config").write_text(
-        f"Port {SSH_PORT}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n"
         f"AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         f"PidFile {d}/sshd.pid\n"
@@ -61,12 +68,12 @@ def ssh_uri(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
     proc = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
     try:
         deadline = time.monotonic() + 10
-        while not _port_open(SSH_PORT):
+        while not _port_open(port):
             assert proc.poll() is None, f"sshd exited: {(d / 'sshd.log').read_text()}"
             assert time.monotonic() < deadline, "sshd did not listen within 10 s"
             time.sleep(0.05)
         # keyfile: our client key; no_verify: the throwaway host key is not in known_hosts; no_tty: never prompt.
-        yield f"qemu+ssh://root@127.0.0.1/system?keyfile={d}/client_key&no_verify=1&no_tty=1"
+        yield f"qemu+ssh://root@{host}/system?keyfile={d}/client_key&no_verify=1&no_tty=1"
     finally:
         proc.terminate()
         try:
@@ -99,10 +106,8 @@ def test_same_keywords_work_over_ssh(remote_library: Any, typing_vm: str, tmp_pa
 
 
 def test_ssh_connection_is_really_remote(remote_library: Any, ssh_uri: str) -> None:
-    """The keywords above went through sshd: the library's current host is the ssh URI."""
-    from ATPLibrary import ATPLibrary
-
-    assert isinstance(remote_library, ATPLibrary)
-    conn = remote_library.ctx.host.open() if hasattr(remote_library, "ctx") else None
-    if conn is not None:
-        assert conn.getURI().startswith("qemu+ssh://root@127.0.0.1/system")
+    """The keywords went through our sshd: libvirt reports the ssh URI and sshd logged the root login."""
+    conn = remote_library.ctx.host.open()
+    assert conn.getURI().startswith("qemu+ssh://root@127.0.0.1")
+    log = Path(ssh_uri.split("keyfile=", 1)[1].split("&", 1)[0]).parent / "sshd.log"
+    assert "Accepted publickey for root" in log.read_text()
