@@ -8,11 +8,14 @@ from pathlib import Path
 from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.hosts.connection import DomainHandle, HostConnection
 from ATPLibrary.hosts.registry import HostRegistry
-from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap
+from ATPLibrary.input.pointer import QmpPointer
+from ATPLibrary.input.transport import InputTransport, require_available, require_verification_available
+from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap, KeyRecord
 from ATPLibrary.keys.layout import US, Layout
 from ATPLibrary.qga.agent import GuestAgent
 from ATPLibrary.qmp.keyboard import QmpKeyboard
 from ATPLibrary.qmp.monitor import MonitorClient
+from ATPLibrary.screen.capture import take_screenshot
 
 
 class LibraryContext:
@@ -26,18 +29,31 @@ class LibraryContext:
         timeout: timedelta | float | str = timedelta(seconds=30),
         uri: str = "qemu:///system",
         registry: HostRegistry | None = None,
+        *,
+        timeout_scale: float = 1.0,
+        via: InputTransport = InputTransport.QMP,
+        verify: bool = False,
     ) -> None:
+        if timeout_scale <= 0:
+            raise ConfigurationError(f"timeout_scale must be a positive number, got {timeout_scale}")
         self.timeout = timedelta(seconds=to_seconds(timeout))
+        self.timeout_scale = float(timeout_scale)
+        #: Library-wide input defaults; every input keyword's ``via=``/``verify=`` falls back to these.
+        self.via = via
+        self.verify = verify
+        #: The VM the last keyword acted on (run-on-failure screenshots it).
+        self.last_vm: str | None = None
+        #: Keys held down with `Hold Key`, per VM, released at the end of each test.
+        self.held_keys: dict[str, list[KeyRecord]] = {}
         self.default_uri = uri
         self.registry = registry or HostRegistry()
         self.layout: Layout = US
         self.keymap: KeyMap = DEFAULT_KEYMAP
 
     def seconds(self, timeout: timedelta | float | str | None) -> float:
-        """A keyword's timeout in seconds; None means the library default."""
-        if timeout is None:
-            return self.timeout.total_seconds()
-        return to_seconds(timeout)
+        """A keyword's timeout in seconds (None: the library default), times the library's timeout scale."""
+        base = self.timeout.total_seconds() if timeout is None else to_seconds(timeout)
+        return base * self.timeout_scale
 
     @property
     def host(self) -> HostConnection:
@@ -48,6 +64,7 @@ class LibraryContext:
         return current
 
     def domain(self, vm: str) -> DomainHandle:
+        self.last_vm = vm
         return self.host.domain(vm)
 
     def agent(self, vm: str) -> GuestAgent:
@@ -58,6 +75,23 @@ class LibraryContext:
 
     def keyboard(self, vm: str) -> QmpKeyboard:
         return QmpKeyboard(self.monitor(vm), layout=self.layout, keymap=self.keymap)
+
+    def pointer(self, vm: str) -> QmpPointer:
+        domain = self.domain(vm)
+
+        def screen_size() -> tuple[int, int]:
+            shot = take_screenshot(domain)
+            return shot.width, shot.height
+
+        return QmpPointer(self.monitor(vm), screen_size)
+
+    def input_options(self, via: InputTransport | None, verify: bool | None) -> tuple[InputTransport, bool]:
+        """The transport and verification an input keyword uses: its own arguments, else the library's."""
+        chosen_via = self.via if via is None else via
+        chosen_verify = self.verify if verify is None else verify
+        require_available(chosen_via)
+        require_verification_available(chosen_verify)
+        return chosen_via, chosen_verify
 
     @staticmethod
     def output_dir() -> Path:
