@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
+from typing import Any
 
+from robot.api import logger
 from robotlibcore import DynamicCore
 
-from ATPLibrary.keywords import GuestKeywords, HostKeywords, KeyboardKeywords, LibraryContext, ScreenKeywords
+from ATPLibrary.input.transport import InputTransport
+from ATPLibrary.keywords import (
+    GuestKeywords,
+    HostKeywords,
+    KeyboardKeywords,
+    LibraryContext,
+    LibraryKeywords,
+    MouseKeywords,
+    ScreenKeywords,
+)
 
 __version__ = "0.1.0"
 
@@ -19,19 +31,37 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     Keywords act on the *current host*. `Connect To Host` opens a libvirt connection (any URI:
     ``qemu:///system``, ``qemu+ssh://root@10.0.0.5/system``, ``test:///default``) and makes it current;
     `Switch Host` changes the current host. Without any `Connect To Host`, the ``uri`` given at import is
-    used, opened on first use. Broken connections are re-opened with exponential backoff and read
-    operations are retried once.
+    used, opened on first use. Broken connections are re-opened with exponential backoff and read operations are
+    retried once.
 
     = VMs =
 
     VMs are named by their libvirt domain name. A wrong name fails with the list of defined domains, close
     matches first.
 
-    = Keyboard =
+    = Input =
 
-    `Press Keys` and `Type Text` inject keys through QEMU (``input-send-event`` with QEMU key codes), so they
-    work before any agent runs in the guest. `Type Text` uses the US layout, adds Shift explicitly and keeps
-    repeated characters.
+    Every keyboard and mouse keyword takes ``via`` and ``verify``:
+
+    - ``via`` chooses how input reaches the VM: ``qmp`` (QEMU's ``input-send-event`` through libvirt, so
+      remote hosts work; the default) or ``spice`` (the SPICE inputs channel, as a VDI client sends it; not
+      in this version yet).
+    - ``verify=True`` checks in a closed loop that the guest received exactly what was sent (needs the
+      verification agent in the guest; not in this version yet).
+
+    Both default to the library's import arguments, so a suite chooses once:
+
+    | =Setting= | =Value=    | =Value=   | =Value=     |
+    | Library   | ATPLibrary | via=qmp   | verify=False |
+
+    `Type Text` uses the US layout, adds modifiers explicitly (modifier down, key down, key up, modifier up)
+    and keeps repeated characters. Keys held with `Hold Key` are released at the end of each test.
+
+    = Mouse =
+
+    Positions are screen pixels from the top-left corner. `Move Mouse To` scales them to QEMU's absolute
+    range 0..32767 with ``round(p * 32767 / (size - 1))`` against the current screen size, so the first pixel
+    is 0 and the last is 32767. `Move Mouse By` sends relative moves; buttons and the wheel go to the mouse.
 
     = Guest agent =
 
@@ -41,47 +71,94 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     = Timeouts =
 
     Keywords that wait take a ``timeout`` in Robot's time format (``10s``, ``1 minute 30 seconds``). When it
-    is not given, the library's ``timeout`` import argument is used (default 30 seconds). Errors name the VM,
-    the host and the timeout.
+    is not given, the library's default is used: the ``timeout`` import argument (30 seconds), changed at run
+    time with `Set ATP Timeout`. Every timeout, given or default, is multiplied by ``timeout_scale`` (say
+    ``timeout_scale=3`` on a slow host). Errors name the VM, the host and the timeout.
+
+    = Failures =
+
+    When an ATPLibrary keyword fails, `Take Screenshot` of the VM it acted on is embedded in the log (change
+    it with the ``run_on_failure`` import argument or `Register Keyword To Run On Failure`; ``NONE`` turns
+    it off).
 
     = Example =
 
-    | =Setting= | =Value=    | =Value=     | =Value=    |
+    | =Setting= | =Value=    | =Value=     | =Value=            |
     | Library   | ATPLibrary | timeout=60s | uri=qemu:///system |
 
-    | =Keyword=                  | =Argument= | =Argument=          |
-    | Connect To Host            | qemu:///system | alias=local     |
-    | Start VM                   | atp-lab-03 |                     |
-    | Guest Agent Should Respond | atp-lab-03 |                     |
-    | Type Text                  | atp-lab-03 | echo hello > /tmp/x\\n |
-    | ${result} =                | Execute Command In Guest | atp-lab-03 | cat /tmp/x |
-    | Should Be Equal            | ${result.stdout} | hello\\n     |
-    | Take Screenshot            | atp-lab-03 |                     |
+    | =Test Case=            | =Keyword=                | =Arguments=  |                        |
+    | Typed Command Runs     | Type Text                | atp-lab-01   | echo hi > /tmp/hi\\n  |
+    |                        | ${result} =              | Execute Command In Guest | atp-lab-01 | cat /tmp/hi |
     """
 
     ROBOT_LIBRARY_SCOPE = "GLOBAL"
     ROBOT_LIBRARY_VERSION = __version__
     ROBOT_LIBRARY_DOC_FORMAT = "ROBOT"
+    ROBOT_LISTENER_API_VERSION = 3
 
-    def __init__(self, timeout: timedelta = timedelta(seconds=30), uri: str = "qemu:///system") -> None:
+    def __init__(
+        self,
+        timeout: timedelta = timedelta(seconds=30),
+        uri: str = "qemu:///system",
+        timeout_scale: float = 1.0,
+        via: InputTransport = InputTransport.QMP,
+        verify: bool = False,
+        run_on_failure: str = "Take Screenshot",
+    ) -> None:
         """Imports the library; nothing is opened until a keyword needs a host.
 
         - ``timeout``: default for every keyword that waits (``30s``, ``1 minute``).
         - ``uri``: libvirt URI used when no `Connect To Host` was called.
+        - ``timeout_scale``: multiplies every timeout (for slow hosts, e.g. ``2.5``).
+        - ``via``: default input transport of every input keyword (``qmp`` or ``spice``).
+        - ``verify``: default closed-loop verification of every input keyword.
+        - ``run_on_failure``: keyword run with the VM when an ATPLibrary keyword fails (``NONE``: nothing).
 
-        | =Setting= | =Value=    | =Value=     |
-        | Library   | ATPLibrary | timeout=60s |
+        | =Setting= | =Value=    | =Value=     | =Value=         | =Value=             |
+        | Library   | ATPLibrary | timeout=60s | timeout_scale=2 | run_on_failure=NONE |
         """
-        self.ctx = LibraryContext(timeout=timeout, uri=uri)
+        self.ctx = LibraryContext(timeout=timeout, uri=uri, timeout_scale=timeout_scale, via=via, verify=verify)
+        self.ctx.run_on_failure = None if run_on_failure.strip().upper() in ("", "NONE", "NOTHING") else run_on_failure
+        self._keyboard = KeyboardKeywords(self.ctx)
+        self._running_on_failure = False
         DynamicCore.__init__(
             self,
             [
                 HostKeywords(self.ctx),
                 GuestKeywords(self.ctx),
-                KeyboardKeywords(self.ctx),
+                self._keyboard,
+                MouseKeywords(self.ctx),
                 ScreenKeywords(self.ctx),
+                LibraryKeywords(self.ctx),
             ],
         )
+        self.ROBOT_LIBRARY_LISTENER = self
+
+    def run_keyword(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
+        try:
+            return DynamicCore.run_keyword(self, name, args, kwargs)
+        except Exception:
+            self._run_on_failure()
+            raise
+
+    def _run_on_failure(self) -> None:
+        keyword, vm = self.ctx.run_on_failure, self.ctx.last_vm
+        if not keyword or not vm or self._running_on_failure:
+            return
+        self._running_on_failure = True
+        try:
+            from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
+
+            with contextlib.suppress(RobotNotRunningError):  # outside a Robot run there is no log to add to
+                BuiltIn().run_keyword(keyword, vm)
+        except Exception as exc:  # a failing screenshot must not hide the real failure
+            logger.warn(f"Keyword '{keyword}' run on failure failed too: {exc}")
+        finally:
+            self._running_on_failure = False
+
+    # Listener API 3 (the library is its own listener).
+    def end_test(self, data: Any, result: Any) -> None:
+        self._keyboard.release_held_keys()
 
 
 __all__ = ["ATPLibrary", "__version__"]

@@ -70,8 +70,14 @@ class QmpPointer:
         for report in scroll_events(direction, clicks):
             self.sink.send_input_events(report)
 
-    def drag(self, start: tuple[int, int], end: tuple[int, int], button: MouseButton, steps: int = 10,
-             step_delay: float = 0.01) -> None:
+    def drag(
+        self,
+        start: tuple[int, int],
+        end: tuple[int, int],
+        button: MouseButton,
+        steps: int = 10,
+        step_delay: float = 0.01,
+    ) -> None:
         """Press at ``start``, move in ``steps`` to ``end``, release there."""
         size = self.screen_size()
         self.move_to(*start, size=size)

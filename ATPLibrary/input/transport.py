@@ -23,8 +23,7 @@ def require_available(transport: InputTransport) -> None:
     """Fail clearly for a transport this version cannot use yet."""
     if transport is InputTransport.SPICE:
         raise ConfigurationError(
-            "via=spice needs ATPLibrary's SPICE client, which this version does not have yet; "
-            "use via=qmp (the default)"
+            "via=spice needs ATPLibrary's SPICE client, which this version does not have yet; use via=qmp (the default)"
         )
 
 

@@ -43,6 +43,8 @@ class LibraryContext:
         self.verify = verify
         #: The VM the last keyword acted on (run-on-failure screenshots it).
         self.last_vm: str | None = None
+        #: Keyword run with that VM when an ATPLibrary keyword fails (None: nothing).
+        self.run_on_failure: str | None = "Take Screenshot"
         #: Keys held down with `Hold Key`, per VM, released at the end of each test.
         self.held_keys: dict[str, list[KeyRecord]] = {}
         self.default_uri = uri

@@ -1,4 +1,4 @@
-"""Keyboard keywords (QMP ``input-send-event`` with qcodes)."""
+"""Keyboard keywords.  Every one takes ``via=`` and ``verify=``; library-wide defaults come from the import."""
 
 from __future__ import annotations
 
@@ -6,31 +6,38 @@ from datetime import timedelta
 
 from robot.api import logger
 from robot.api.deco import keyword
+from robot.api.types import Secret
 
+from ATPLibrary.errors import ConfigurationError
+from ATPLibrary.input.transport import InputTransport
+from ATPLibrary.keys.layout import KeyAction
 from ATPLibrary.keywords.context import LibraryContext
+from ATPLibrary.qmp.keyboard import key_event
 
 
 class KeyboardKeywords:
-    """Press key combinations and type text on a VM's keyboard."""
+    """Press key combinations, type text and hold keys on a VM's keyboard."""
 
     def __init__(self, ctx: LibraryContext) -> None:
         self.ctx = ctx
 
     @keyword("Press Keys")
-    def press_keys(self, vm: str, *keys: str) -> None:
+    def press_keys(self, vm: str, *keys: str, via: InputTransport | None = None, verify: bool | None = None) -> None:
         """Presses each key combination in ``keys`` on ``vm``, in order.
 
         A combination is key names joined with ``+``: all keys go down in order, then up in reverse order.
-        Names are case-insensitive: letters, digits, ``ENTER``/``RETURN``, ``ESC``, ``SPACE``, ``TAB``,
-        ``BACKSPACE``, ``DELETE``/``DEL``, ``CTRL``, ``ALT``, ``SHIFT``, ``SUPER``/``WIN``, arrows ``UP`` ...,
-        ``HOME``, ``END``, ``PGUP``, ``PGDN``, ``INSERT``, ``F1``-``F12``, ``MINUS`` (also ``-``), ``EQUAL``,
-        ``GRAVE_ACCENT`` and QEMU qcode names. Every combination is checked before anything is sent; an
-        unknown name fails with close matches.
+        Names are case-insensitive; see `Key names` for the full list (``ENTER``, ``ret`` and ``Return``
+        are one key). Every combination is checked before anything is sent; an unknown name fails with
+        close matches.
+
+        ``via`` and ``verify`` choose the transport and closed-loop verification (default: the library's,
+        see `Input`).
 
         | =Keyword=  | =VM=       | =Keys=          | =Keys= |
         | Press Keys | atp-lab-03 | ctrl+alt+delete |        |
         | Press Keys | atp-lab-03 | shift+a         | ENTER  |
         """
+        self.ctx.input_options(via, verify)
         if not keys:
             logger.info("No keys given; nothing pressed.")
             return
@@ -39,23 +46,108 @@ class KeyboardKeywords:
         logger.info(f"Pressed on VM '{vm}': {shown}")
 
     @keyword("Type Text")
-    def type_text(self, vm: str, text: str, delay: timedelta = timedelta(0)) -> None:
+    def type_text(
+        self,
+        vm: str,
+        text: str,
+        delay: timedelta = timedelta(0),
+        via: InputTransport | None = None,
+        verify: bool | None = None,
+    ) -> None:
         """Types ``text`` on the keyboard of ``vm`` exactly, with the US layout.
 
-        Every printable ASCII character, newline (``\\n`` = Enter) and tab can be typed; shifted characters
-        get an explicit Shift. Each character is its own press and release, so repeated letters are kept.
-        Without a ``delay`` up to 15 characters go into one QMP command (QEMU drops commands with more than 63
-        events); with a ``delay`` each character is sent alone, followed by the delay. A character the layout
-        cannot type fails before anything is sent.
+        Every printable ASCII character, newline (``\\n`` = Enter) and tab can be typed. Each character is
+        its own press and release, in order: modifier down, key down, key up, modifier up (so repeated
+        letters are kept and Shift is never released early). Without a ``delay`` up to 15 characters go
+        into one QMP command (QEMU silently drops a command of 64 or more events); with a ``delay`` each
+        character is sent alone, followed by the delay. A character the layout cannot type fails before
+        anything is sent.
+
+        Keys typed while a program is still starting are handled with the terminal settings in force when
+        they arrive: wait until the program runs before typing into it.
 
         | =Keyword= | =VM=       | =Text=                   | =Delay=      |
         | Type Text | atp-lab-03 | echo hello > /tmp/x\\n   |              |
         | Type Text | atp-lab-03 | slow typing              | delay=50ms   |
         """
+        self.ctx.input_options(via, verify)
         self._type(vm, text, delay, secret=False)
+
+    @keyword("Type Secret")
+    def type_secret(
+        self,
+        vm: str,
+        secret: Secret | str,
+        delay: timedelta = timedelta(0),
+        via: InputTransport | None = None,
+        verify: bool | None = None,
+    ) -> None:
+        """Types ``secret`` like `Type Text`, but never writes it to the log.
+
+        Pass a Robot Framework ``Secret`` (for example ``%{VDI_PASSWORD}`` converted with ``${pw: Secret}``,
+        or a variable created with ``VAR ${pw: Secret} ...``): Robot then hides it from every log level. A
+        plain string works too, but Robot itself may show keyword arguments at ``TRACE`` level. Error
+        messages name the position of a character that cannot be typed, never the character.
+
+        | =Keyword=   | =VM=       | =Secret=       |
+        | Type Secret | atp-lab-03 | ${PASSWORD}    |
+        """
+        self.ctx.input_options(via, verify)
+        value = secret.value if isinstance(secret, Secret) else str(secret)
+        self._type(vm, value, delay, secret=True)
+
+    @keyword("Hold Key")
+    def hold_key(self, vm: str, key: str, via: InputTransport | None = None, verify: bool | None = None) -> None:
+        """Presses ``key`` down on ``vm`` and keeps it down until `Release Key` (or the end of the test).
+
+        Keys still held when a test ends are released then, so one test never leaves Shift down for the
+        next. The guest may auto-repeat a held key after its repeat delay.
+
+        | =Keyword=   | =VM=       | =Key= |
+        | Hold Key    | atp-lab-03 | shift |
+        | Type Text   | atp-lab-03 | abc   |
+        | Release Key | atp-lab-03 | shift |
+        """
+        self.ctx.input_options(via, verify)
+        kb = self.ctx.keyboard(vm)
+        record = kb.keymap.get(key)
+        kb.monitor.send_input_events([key_event(KeyAction(record, True))])
+        held = self.ctx.held_keys.setdefault(vm, [])
+        if record not in held:
+            held.append(record)
+        logger.info(f"Holding {record.name} down on VM '{vm}'.")
+
+    @keyword("Release Key")
+    def release_key(self, vm: str, key: str, via: InputTransport | None = None, verify: bool | None = None) -> None:
+        """Releases ``key`` on ``vm`` (held with `Hold Key`). Releasing a key that is not held just sends key-up.
+
+        | =Keyword=   | =VM=       | =Key= |
+        | Release Key | atp-lab-03 | shift |
+        """
+        self.ctx.input_options(via, verify)
+        kb = self.ctx.keyboard(vm)
+        record = kb.keymap.get(key)
+        kb.monitor.send_input_events([key_event(KeyAction(record, False))])
+        held = self.ctx.held_keys.get(vm, [])
+        if record in held:
+            held.remove(record)
+        logger.info(f"Released {record.name} on VM '{vm}'.")
+
+    def release_held_keys(self) -> None:
+        """Release every key still held (called at the end of each test); never raises."""
+        for vm, keys in list(self.ctx.held_keys.items()):
+            for record in reversed(keys):
+                try:
+                    self.ctx.keyboard(vm).monitor.send_input_events([key_event(KeyAction(record, False))])
+                    logger.info(f"Released {record.name} on VM '{vm}' (still held at the end of the test).")
+                except Exception as exc:
+                    logger.warn(f"Could not release {record.name} on VM '{vm}' at the end of the test: {exc}")
+        self.ctx.held_keys.clear()
 
     def _type(self, vm: str, text: str, delay: timedelta, *, secret: bool) -> None:
         seconds = delay.total_seconds()
+        if seconds < 0:
+            raise ConfigurationError(f"delay cannot be negative, got {delay}")
         commands = self.ctx.keyboard(vm).type_text(text, delay=seconds, secret=secret)
         shown = f"{len(text)} secret characters" if secret else repr(text)
         logger.info(f"Typed on VM '{vm}': {shown} ({commands} QMP command(s)).")

@@ -1,0 +1,51 @@
+"""Keywords about the library itself: the default timeout and what runs when a keyword fails."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from robot.api import logger
+from robot.api.deco import keyword
+
+from ATPLibrary.keywords.context import LibraryContext
+
+NOTHING = ("", "NONE", "NOTHING")
+
+
+class LibraryKeywords:
+    """Library-wide settings that a suite may change while it runs."""
+
+    def __init__(self, ctx: LibraryContext) -> None:
+        self.ctx = ctx
+
+    @keyword("Set ATP Timeout")
+    def set_atp_timeout(self, timeout: timedelta) -> str:
+        """Sets the default timeout of every keyword that waits and returns the previous one.
+
+        The library's ``timeout_scale`` still multiplies it.
+
+        | =Assignment= | =Keyword=       | =Timeout= |
+        | ${old} =     | Set ATP Timeout | 2 minutes |
+        | ...          | Set ATP Timeout | ${old}    |
+        """
+        old = self.ctx.timeout
+        self.ctx.timeout = timeout
+        logger.info(f"Default timeout is now {timeout} (was {old}).")
+        return str(old.total_seconds()) + " seconds"
+
+    @keyword("Register Keyword To Run On Failure")
+    def register_keyword_to_run_on_failure(self, keyword: str | None) -> str | None:
+        """Sets the keyword run when an ATPLibrary keyword fails and returns the previous one.
+
+        The default is `Take Screenshot` of the VM the failing keyword acted on. ``NONE`` turns it off.
+        The keyword gets the VM as its only argument.
+
+        | =Assignment=  | =Keyword=                          | =Keyword=       |
+        | ${previous} = | Register Keyword To Run On Failure | NONE            |
+        | ...           | Register Keyword To Run On Failure | ${previous}     |
+        """
+        previous = self.ctx.run_on_failure
+        new = None if keyword is None or keyword.strip().upper() in NOTHING else keyword
+        self.ctx.run_on_failure = new
+        logger.info(f"Keyword to run on failure: {new or 'nothing'} (was {previous or 'nothing'}).")
+        return previous
