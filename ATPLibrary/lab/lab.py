@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import libvirt
 from ATPLibrary.errors import LabError
 from ATPLibrary.lab import paths, system
 from ATPLibrary.lab.domains import (
+    TEMPLATE_KEY,
     GuestSpec,
     domain_xml,
     lab_metadata,
@@ -83,11 +85,40 @@ class Lab:
         self.dir = paths.lab_dir()
         self.run_dir = self.dir / "run"
 
+    @contextlib.contextmanager
+    def _exclusive(self, what: str, timeout: float = 900.0) -> Iterator[None]:
+        """One lab change at a time on a machine: `up`, `down` and restarts wait for each other."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with (self.dir / ".lock").open("a+") as lock:
+            deadline = time.monotonic() + timeout
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited:
+                        self.log(f"another `atp lab` command is changing the lab; {what} waits for it")
+                        waited = True
+                    if time.monotonic() > deadline:
+                        raise LabError(
+                            f"another `atp lab` command held {self.dir / '.lock'} for {timeout:g} s; {what} gave up"
+                        ) from None
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     # ------------------------------------------------------------ up
 
     def up(self, vms: int, timeout: float | None = None) -> dict[str, Any]:
         if vms < 0 or vms > 64:
             raise LabError(f"--vms must be between 0 and 64, got {vms}")
+        with self._exclusive("lab up"):
+            return self._up(vms, timeout)
+
+    def _up(self, vms: int, timeout: float | None) -> dict[str, Any]:
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +175,7 @@ class Lab:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if hasattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM") else 0)
-        for p in (self._serial_log(name), self._verifier_socket(name)):
+        for p in (self._serial_log(name), self._verifier_socket(name), self._qmp_socket(name)):
             p.unlink(missing_ok=True)
 
     def _shrink(self, conn: libvirt.virConnect, vms: int) -> None:
@@ -160,6 +191,9 @@ class Lab:
     def _verifier_socket(self, name: str) -> Path:
         return self.run_dir / f"{name}.verifier.sock"
 
+    def _qmp_socket(self, name: str) -> Path:
+        return self.run_dir / f"{name}.qmp.sock"
+
     def _spec(self, name: str, image: GuestImage, accel: str, password: str) -> GuestSpec:
         return GuestSpec(
             name=name,
@@ -168,6 +202,7 @@ class Lab:
             spice_password=password,
             serial_log=self._serial_log(name),
             verifier_socket=self._verifier_socket(name),
+            qmp_socket=self._qmp_socket(name),
         )
 
     def _ensure_running(self, conn: libvirt.virConnect, name: str, image: GuestImage, accel: str) -> int:
@@ -180,8 +215,8 @@ class Lab:
             dom = None
         if dom is not None:
             meta = lab_metadata(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) or {}
-            if meta.get("image") != image.key or meta.get("accel") != accel:
-                self.log(f"{name}: redefining (image or accelerator changed)")
+            if (meta.get("image"), meta.get("accel"), meta.get("template")) != (image.key, accel, TEMPLATE_KEY):
+                self.log(f"{name}: redefining (image, accelerator or domain template changed)")
                 password = spice_password_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
                 self._remove(dom)
                 dom = None
@@ -252,6 +287,7 @@ class Lab:
                 "spice_password": spice_password_of(secure),
                 "serial_log": str(self._serial_log(name)),
                 "verifier_socket": str(self._verifier_socket(name)),
+                "qmp_socket": str(self._qmp_socket(name)),
             }
         lab_vars = {"uri": LAB_URI, "vms": names, "accel": accel, "lab_dir": str(self.dir), "guests": guests}
         path = paths.vars_file()
@@ -264,6 +300,10 @@ class Lab:
 
     def restart_libvirtd(self) -> int:
         """Restart libvirtd when the lab started it (guests keep running); returns the new PID."""
+        with self._exclusive("libvirtd restart"):
+            return self._restart_libvirtd()
+
+    def _restart_libvirtd(self) -> int:
         state = LabState.load()
         pid = state.daemons.get("libvirtd")
         if pid is None or not system.pid_alive(pid):
@@ -297,6 +337,10 @@ class Lab:
         return info
 
     def down(self) -> None:
+        with self._exclusive("lab down"):
+            self._down()
+
+    def _down(self) -> None:
         state = LabState.load()
         if system.libvirtd_answers():
             with self._connect() as conn:

@@ -79,6 +79,7 @@ def _spec(tmp_path: Path, accel: str = "qemu", password: str = "pw<&'\"") -> dom
         spice_password=password,
         serial_log=tmp_path / "s.log",
         verifier_socket=tmp_path / "v.sock",
+        qmp_socket=tmp_path / "q.sock",
     )
 
 
@@ -107,7 +108,10 @@ def test_domain_xml_has_what_the_lab_needs(tmp_path: Path) -> None:
     assert root.find("devices/disk/readonly") is not None
     assert root.find("devices/video/model").get("type") == "vga"  # type: ignore[union-attr]
     meta = domains.lab_metadata(xml) or {}
-    assert (meta.get("image"), meta.get("accel")) == ("abc123", "qemu")
+    assert (meta.get("image"), meta.get("accel"), meta.get("template")) == ("abc123", "qemu", domains.TEMPLATE_KEY)
+    qemu_ns = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+    args = [a.get("value") for a in root.iter(f"{qemu_ns}arg")]
+    assert args == ["-qmp", f"unix:{tmp_path / 'q.sock'},server=on,wait=off"]
 
 
 def test_kvm_domain_has_no_tcg_cache(tmp_path: Path) -> None:
