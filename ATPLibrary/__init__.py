@@ -17,6 +17,7 @@ from ATPLibrary.keywords import (
     LibraryContext,
     LibraryKeywords,
     MouseKeywords,
+    PoolKeywords,
     ScreenKeywords,
 )
 
@@ -62,6 +63,12 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     Positions are screen pixels from the top-left corner. `Move Mouse To` scales them to QEMU's absolute
     range 0..32767 with ``round(p * 32767 / (size - 1))`` against the current screen size, so the first pixel
     is 0 and the last is 32767. `Move Mouse By` sends relative moves; buttons and the wheel go to the mouse.
+
+    = VM pool =
+
+    `Acquire VM` leases a VM for this process so that parallel processes (pabot) never drive the same VM;
+    the lease ends with `Release VM`, at the end of the test or suite that took it, or when the process
+    dies. ``${PABOTEXECUTIONPOOLID}`` alone does not guarantee that: pabot 5.2 hands it out round-robin.
 
     = Guest agent =
 
@@ -120,6 +127,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self.ctx = LibraryContext(timeout=timeout, uri=uri, timeout_scale=timeout_scale, via=via, verify=verify)
         self.ctx.run_on_failure = None if run_on_failure.strip().upper() in ("", "NONE", "NOTHING") else run_on_failure
         self._keyboard = KeyboardKeywords(self.ctx)
+        self._pool = PoolKeywords(self.ctx)
         self._running_on_failure = False
         DynamicCore.__init__(
             self,
@@ -130,6 +138,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 MouseKeywords(self.ctx),
                 ScreenKeywords(self.ctx),
                 LibraryKeywords(self.ctx),
+                self._pool,
             ],
         )
         self.ROBOT_LIBRARY_LISTENER = self
@@ -157,8 +166,18 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
             self._running_on_failure = False
 
     # Listener API 3 (the library is its own listener).
+    def start_suite(self, data: Any, result: Any) -> None:
+        self._pool.enter_scope(f"suite '{data.full_name}'")
+
+    def end_suite(self, data: Any, result: Any) -> None:
+        self._pool.leave_scope(f"suite '{data.full_name}'")
+
+    def start_test(self, data: Any, result: Any) -> None:
+        self._pool.enter_scope(f"test '{data.full_name}'")
+
     def end_test(self, data: Any, result: Any) -> None:
         self._keyboard.release_held_keys()
+        self._pool.leave_scope(f"test '{data.full_name}'")
 
 
 __all__ = ["ATPLibrary", "__version__"]

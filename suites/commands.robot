@@ -1,7 +1,7 @@
 *** Settings ***
 Documentation       Commands in the guest through the QEMU guest agent: exit code, stdout, stderr, timeouts.
 Resource            ../resources/lab.resource
-Suite Setup         Use This Process's Lab VM
+Suite Setup         Use A Lab VM For This Suite
 Test Setup          Log Test VM
 Test Tags           area:commands    speed:fast
 

@@ -1,7 +1,7 @@
 *** Settings ***
 Documentation       Host connections: URIs, aliases, and clear errors for bad input.
 Resource            ../resources/lab.resource
-Suite Setup         Use This Process's Lab VM
+Suite Setup         Use A Lab VM For This Suite
 Test Setup          Log Test VM
 Test Tags           area:hosts    speed:fast
 

@@ -61,5 +61,5 @@ Unknown Key Name Fails Before Anything Is Sent
 *** Keywords ***
 Prepare Keyboard Suite
     [Documentation]    Picks this process's VM and waits until its console takes typing.
-    Use This Process's Lab VM
+    Use A Lab VM For This Suite
     VM Should Be Ready For Typing

@@ -2,7 +2,7 @@
 Documentation       VM lifecycle through libvirt: state, graceful shutdown, start, reboot, destroy, waits.
 ...                 The suite leaves its VM running and ready for typing.
 Resource            ../resources/lab.resource
-Suite Setup         Use This Process's Lab VM
+Suite Setup         Use A Lab VM For This Suite
 Suite Teardown      VM Should Be Ready For Typing
 Test Setup          Log Test VM
 Test Tags           area:lifecycle    speed:slow

@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+import libvirt
+
 from ATPLibrary.errors import ATPError
 
 
@@ -48,11 +50,15 @@ def _lab_down(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atp", description="ATPLibrary: test virtual desktops on libvirt/QEMU")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{lab}")
 
     lab = sub.add_parser("lab", help="the local lab of real libvirt/QEMU guests")
-    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
-    up = lab_sub.add_parser("up", help="install, start libvirtd, build the guest image, boot N guests")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,status,down}")
+    up = lab_sub.add_parser(
+        "up",
+        help="install, start libvirtd, build the guest image, boot N guests",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     up.add_argument("--vms", type=int, default=4, help="number of guests atp-lab-01..N (grows or shrinks)")
     up.add_argument(
         "--timeout",
@@ -75,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ATPError as exc:
         print(f"atp: error: {exc}", file=sys.stderr)
+        return 1
+    except libvirt.libvirtError as exc:
+        print(f"atp: libvirt error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("atp: interrupted", file=sys.stderr)

@@ -14,7 +14,7 @@ back onto its own screen.  Relative moves (``rel``) and buttons go to the relati
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from ATPLibrary.errors import ConfigurationError
 
@@ -41,6 +41,21 @@ class ScrollDirection(Enum):
     DOWN = "wheel-down"
     LEFT = "wheel-left"
     RIGHT = "wheel-right"
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def coerce_enum(cls: type[E], value: E | str) -> E:
+    """``value`` as a member of ``cls``: a member, or its name or value in any case (Robot converts too)."""
+    if isinstance(value, cls):
+        return value
+    text = str(value).strip().lower()
+    for member in cls:
+        if text in (member.name.lower(), str(member.value).lower()):
+            return member
+    names = ", ".join(m.name.lower() for m in cls)
+    raise ConfigurationError(f"'{value}' is not a {cls.__name__}: use one of {names}")
 
 
 def pixel_to_abs(position: int, size: int, axis: str = "x") -> int:

@@ -6,6 +6,7 @@ from ATPLibrary.keywords.hosts import HostKeywords
 from ATPLibrary.keywords.keyboard import KeyboardKeywords
 from ATPLibrary.keywords.library import LibraryKeywords
 from ATPLibrary.keywords.mouse import MouseKeywords
+from ATPLibrary.keywords.pool import PoolKeywords
 from ATPLibrary.keywords.screen import ScreenKeywords
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "LibraryContext",
     "LibraryKeywords",
     "MouseKeywords",
+    "PoolKeywords",
     "ScreenKeywords",
 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.hosts.connection import DomainHandle, HostConnection
 from ATPLibrary.hosts.registry import HostRegistry
+from ATPLibrary.input.mouse import coerce_enum
 from ATPLibrary.input.pointer import QmpPointer
 from ATPLibrary.input.transport import InputTransport, require_available, require_verification_available
 from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap, KeyRecord
@@ -15,6 +16,8 @@ from ATPLibrary.keys.layout import US, Layout
 from ATPLibrary.qga.agent import GuestAgent
 from ATPLibrary.qmp.keyboard import QmpKeyboard
 from ATPLibrary.qmp.monitor import MonitorClient
+from ATPLibrary.qmp.socket_transport import SocketQmpTransport
+from ATPLibrary.qmp.transport import LibvirtQmpTransport, QmpTransport
 from ATPLibrary.screen.capture import take_screenshot
 
 
@@ -51,6 +54,8 @@ class LibraryContext:
         self.registry = registry or HostRegistry()
         self.layout: Layout = US
         self.keymap: KeyMap = DEFAULT_KEYMAP
+        #: VMs whose QMP goes to a unix socket instead of libvirt (`Use QMP Socket`), one connection each.
+        self.qmp_sockets: dict[str, SocketQmpTransport] = {}
 
     def seconds(self, timeout: timedelta | float | str | None) -> float:
         """A keyword's timeout in seconds (None: the library default), times the library's timeout scale."""
@@ -72,8 +77,16 @@ class LibraryContext:
     def agent(self, vm: str) -> GuestAgent:
         return GuestAgent(self.domain(vm))
 
+    def qmp_transport(self, vm: str) -> QmpTransport:
+        """The VM's QMP socket if `Use QMP Socket` set one, else libvirt's passthrough on the current host."""
+        socket_transport = self.qmp_sockets.get(vm)
+        if socket_transport is not None:
+            self.last_vm = vm
+            return socket_transport
+        return LibvirtQmpTransport(self.domain(vm))
+
     def monitor(self, vm: str) -> MonitorClient:
-        return MonitorClient(self.domain(vm))
+        return MonitorClient(self.qmp_transport(vm), timeout=self.seconds(None))
 
     def keyboard(self, vm: str) -> QmpKeyboard:
         return QmpKeyboard(self.monitor(vm), layout=self.layout, keymap=self.keymap)
@@ -89,7 +102,7 @@ class LibraryContext:
 
     def input_options(self, via: InputTransport | None, verify: bool | None) -> tuple[InputTransport, bool]:
         """The transport and verification an input keyword uses: its own arguments, else the library's."""
-        chosen_via = self.via if via is None else via
+        chosen_via = self.via if via is None else coerce_enum(InputTransport, via)
         chosen_verify = self.verify if verify is None else verify
         require_available(chosen_via)
         require_verification_available(chosen_verify)

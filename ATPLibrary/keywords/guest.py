@@ -63,7 +63,7 @@ class GuestKeywords:
           An unexpected code fails with stderr in the message.
 
         The result has ``rc``, ``stdout`` and ``stderr`` (text; raw bytes in ``stdout_bytes`` and
-        ``stderr_bytes``), ``signal``, ``duration`` and ``stdout_truncated``/``stderr_truncated``
+        ``stderr_bytes``), ``signal``, ``duration`` and ``stdout_truncated`` and ``stderr_truncated``
         (qemu-ga caps output at 16 MiB).
 
         | =Keyword / Assignment=      | =Argument=               | =Argument= | =Argument= | =Argument=      |

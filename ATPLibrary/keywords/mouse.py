@@ -8,7 +8,7 @@ from robot.api import logger
 from robot.api.deco import keyword
 
 from ATPLibrary.errors import ConfigurationError
-from ATPLibrary.input.mouse import ABS_MAX, MouseButton, ScrollDirection
+from ATPLibrary.input.mouse import ABS_MAX, MouseButton, ScrollDirection, coerce_enum
 from ATPLibrary.input.transport import InputTransport
 from ATPLibrary.keywords.context import LibraryContext
 
@@ -75,6 +75,7 @@ class MouseKeywords:
         self.ctx.input_options(via, verify)
         if (x is None) != (y is None):
             raise ConfigurationError("Click needs both x and y, or neither (click where the pointer is)")
+        button = coerce_enum(MouseButton, button)
         pointer = self.ctx.pointer(vm)
         if x is not None and y is not None:
             pointer.move_to(x, y)
@@ -98,6 +99,7 @@ class MouseKeywords:
         | Scroll    | atp-lab-03 | 1        | UP          |
         """
         self.ctx.input_options(via, verify)
+        direction = coerce_enum(ScrollDirection, direction)
         self.ctx.pointer(vm).scroll(direction, clicks)
         logger.info(f"Scrolled {direction.name.lower()} {clicks} notch(es) on VM '{vm}'.")
 
@@ -123,5 +125,6 @@ class MouseKeywords:
         | Drag From To | atp-lab-03 | 10   | 10   | 300  | 200  |
         """
         self.ctx.input_options(via, verify)
+        button = coerce_enum(MouseButton, button)
         self.ctx.pointer(vm).drag((x1, y1), (x2, y2), button, max(1, steps), step_delay.total_seconds())
         logger.info(f"Dragged {button.value} on VM '{vm}' from ({x1}, {y1}) to ({x2}, {y2}).")

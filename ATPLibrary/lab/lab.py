@@ -124,7 +124,7 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = LabState.load()
         system.ensure_packages(self.log)
-        result = system.start_libvirtd(self.log)
+        result = system.start_libvirtd(self.log, started_by_lab=state.daemons.get("libvirtd"))
         state.daemons = {k: v for k, v in state.daemons.items() if system.pid_alive(v)}
         state.daemons.update(result.started)
         state.save()

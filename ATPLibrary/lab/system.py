@@ -207,10 +207,15 @@ class DaemonResult:
     started: dict[str, int]  # name -> PID of daemons this call started
 
 
-def start_libvirtd(log: Callable[[str], None], timeout: float = 60.0) -> DaemonResult:
+def start_libvirtd(
+    log: Callable[[str], None], timeout: float = 60.0, started_by_lab: int | None = None
+) -> DaemonResult:
     """Use a running libvirtd; otherwise configure and start virtlogd + libvirtd and wait until they answer."""
     if libvirtd_answers():
-        log("libvirtd is already running: using it")
+        if started_by_lab is not None and pid_alive(started_by_lab):
+            log(f"libvirtd (started by the lab, PID {started_by_lab}) is running")
+        else:
+            log("libvirtd is already running (not started by the lab): using it as it is")
         return DaemonResult(started={})
     if not is_root():
         raise LabError(

@@ -57,3 +57,61 @@ def type_into_file(lib: Any, vm: str, text: str, path: str = "/tmp/typed.txt") -
     kw(lib, "Type Text", vm, text + "\n")
     kw(lib, "Press Keys", vm, "ctrl+d")
     return read_file_when(lib, vm, path, text + "\n")
+
+
+# ---------------------------------------------------------------- raw evdev events in the guest
+
+EV_SYN, EV_KEY, EV_REL, EV_ABS = 0, 1, 2, 3
+READER = "/tmp/evdev_reader.py"
+EVENTS = "/tmp/evdev_events.log"
+
+
+class GuestEvents:
+    """Runs tests/integration/evdev_reader.py in the guest; ``start()`` returns once every device is open."""
+
+    def __init__(self, lib: Any, vm: str) -> None:
+        self.lib, self.vm = lib, vm
+
+    def start(self, seconds: float = 120.0, timeout: float = 30.0) -> str:
+        from pathlib import Path
+
+        script = (Path(__file__).with_name("evdev_reader.py")).read_text()
+        self.lib.ctx.agent(self.vm).run_shell(f"cat > {READER}", timeout=30, input_data=script)
+        kw(self.lib, "Execute Command In Guest", self.vm, f"rm -f {EVENTS} /tmp/evdev_reader.stop")
+        kw(
+            self.lib,
+            "Execute Command In Guest",
+            self.vm,
+            f"nohup python3 {READER} {EVENTS} {seconds} > /tmp/evdev_reader.err 2>&1 &",
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            head = kw(
+                self.lib, "Execute Command In Guest", self.vm, f"head -n1 {EVENTS} 2>/dev/null", expected_rc="any"
+            )
+            if head.stdout.startswith("READY"):
+                return str(head.stdout.strip())
+            if head.stdout.startswith("ERROR") or time.monotonic() > deadline:
+                err = kw(self.lib, "Execute Command In Guest", self.vm, "cat /tmp/evdev_reader.err", expected_rc="any")
+                raise AssertionError(f"evdev reader did not start: {head.stdout!r} {err.stdout!r}")
+            time.sleep(0.2)
+
+    def events(self) -> list[tuple[str, int, int, int]]:
+        text = kw(self.lib, "Execute Command In Guest", self.vm, f"tail -n +2 {EVENTS}").stdout
+        rows = []
+        for line in text.splitlines():
+            name, etype, code, value = line.split("\t")
+            rows.append((name, int(etype), int(code), int(value)))
+        return rows
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[tuple[str, int, int, int]]:
+        """Events once ``predicate(events)`` holds (polls), else the last events seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.events()
+            if predicate(rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        kw(self.lib, "Execute Command In Guest", self.vm, "touch /tmp/evdev_reader.stop", expected_rc="any")
