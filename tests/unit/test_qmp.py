@@ -6,8 +6,10 @@ from typing import Any
 import pytest
 from fakes import FakeTarget
 
-from ATPLibrary.errors import KeyMapError, QMPCommandError
-from ATPLibrary.qmp import MonitorClient, QmpKeyboard, chunk_events
+from ATPLibrary.errors import KeyMapError, QMPCommandError, QMPError
+from ATPLibrary.qmp import LibvirtQmpTransport, MonitorClient, QmpKeyboard, QmpTransport, chunk_events
+
+pytestmark = pytest.mark.timeout(10)
 
 
 class FakeMonitor:
@@ -25,14 +27,60 @@ class FakeMonitor:
         return [c["arguments"]["events"] for c in self.commands if c["execute"] == "input-send-event"]
 
     def key_sequence(self) -> list[tuple[str, bool]]:
-        return [
-            (e["data"]["key"]["data"], e["data"]["down"]) for batch in self.input_batches() for e in batch
-        ]
+        return [(e["data"]["key"]["data"], e["data"]["down"]) for batch in self.input_batches() for e in batch]
 
 
 def make(reply: dict[str, Any] | None = None) -> tuple[FakeMonitor, MonitorClient]:
     fake = FakeMonitor(reply)
-    return fake, MonitorClient(FakeTarget(), monitor_command=fake)
+    return fake, MonitorClient(LibvirtQmpTransport(FakeTarget(), monitor_command=fake))
+
+
+class RecordingTransport:
+    """A QmpTransport that records what MonitorClient asks of it."""
+
+    description = "fake transport"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, float, bool]] = []
+
+    def execute(self, command: str, arguments: Any = None, timeout: float = 30.0, *, idempotent: bool = False) -> Any:
+        self.calls.append((command, arguments, timeout, idempotent))
+        return {"command": command}
+
+    def close(self) -> None:
+        pass
+
+
+def test_monitor_client_passes_timeout_and_idempotence_to_its_transport() -> None:
+    transport = RecordingTransport()
+    assert isinstance(transport, QmpTransport)
+    monitor = MonitorClient(transport, timeout=7.5)
+    assert monitor.execute("query-status") == {"command": "query-status"}
+    monitor.execute("input-send-event", {"events": []})
+    monitor.execute("stop", idempotent=True, timeout=1)
+    assert transport.calls == [
+        ("query-status", None, 7.5, True),
+        ("input-send-event", {"events": []}, 7.5, False),
+        ("stop", None, 1, True),
+    ]
+    assert monitor.commands_sent == 3
+
+
+def test_monitor_client_wraps_a_domain_target_in_the_libvirt_transport() -> None:
+    fake = FakeMonitor({"return": {"running": True, "status": "running"}})
+    target = FakeTarget()
+    monitor = MonitorClient(target, monitor_command=fake)
+    assert isinstance(monitor.transport, LibvirtQmpTransport)
+    assert monitor.status() == {"running": True, "status": "running"}
+    assert target.calls == ["QMP command query-status"]
+    with pytest.raises(TypeError):
+        MonitorClient(RecordingTransport(), monitor_command=fake)
+
+
+def test_libvirt_transport_rejects_a_reply_that_is_not_json() -> None:
+    transport = LibvirtQmpTransport(FakeTarget(), monitor_command=lambda dom, cmd, flags: "not json")
+    with pytest.raises(QMPError, match=r"VM 'vm1' \(test:///fake\): QMP reply to query-status is not JSON"):
+        transport.execute("query-status")
 
 
 def test_chunk_events_keeps_order_and_limit() -> None:
@@ -111,9 +159,7 @@ def test_type_text_is_exact_with_explicit_shift_and_batches_of_15() -> None:
             continue
         if down:
             char = qcode_to_char.get(qcode, qcode)
-            typed.append(
-                (char.upper() if len(char) == 1 and char.isalpha() else shifted[char]) if shift else char
-            )
+            typed.append((char.upper() if len(char) == 1 and char.isalpha() else shifted[char]) if shift else char)
     assert "".join(typed) == text
     downs = [q for q, d in seq if d and q != "shift"]
     ups = [q for q, d in seq if not d and q != "shift"]
