@@ -1,4 +1,4 @@
-"""Keyboard input through QMP ``input-send-event`` (qcodes), with explicit shift and bounded batches."""
+"""Keyboard input through QMP ``input-send-event`` (qcodes), with explicit modifiers and bounded batches."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap, KeyRecord
 from ATPLibrary.keys.layout import US, KeyAction, Layout, combo_actions
 from ATPLibrary.qmp.monitor import MAX_EVENTS_PER_COMMAND, MonitorClient
 
-#: 15 characters need at most 60 events (shift down, key down, key up, shift up each).
+#: 15 characters of the US layout need at most 60 events (shift down, key down, key up, shift up each).
 CHARS_PER_COMMAND = 15
 
 
@@ -59,11 +59,11 @@ class QmpKeyboard:
         chars_per_command: int = CHARS_PER_COMMAND,
         secret: bool = False,
     ) -> int:
-        """Type ``text`` exactly: one press/release per character, explicit shift for shifted characters.
+        """Type ``text`` exactly: one press/release per character, its modifiers (Shift, AltGr) held explicitly.
 
-        Without ``delay`` up to ``chars_per_command`` (<= 15) characters go into one command; with a delay
-        each character is its own command followed by a sleep.  Every character is checked before anything
-        is sent.
+        Without ``delay`` up to ``chars_per_command`` (<= 15) characters go into one command, never more than
+        ``MAX_EVENTS_PER_COMMAND`` events and never a character split over two commands; with a delay each
+        character is its own command followed by a sleep.  Every character is checked before anything is sent.
         Returns the number of commands sent.
         """
         strokes = self.layout.strokes(text, secret=secret)
@@ -74,9 +74,24 @@ class QmpKeyboard:
                 if index < len(per_char) - 1:
                     self._sleep(delay)
             return len(per_char)
-        per_command = max(1, min(chars_per_command, MAX_EVENTS_PER_COMMAND // 4))
+        per_command = max(1, min(chars_per_command, CHARS_PER_COMMAND))
         commands = 0
-        for start in range(0, len(per_char), per_command):
-            batch = [event for events in per_char[start : start + per_command] for event in events]
+        for batch in _batches(per_char, per_command, MAX_EVENTS_PER_COMMAND):
             commands += self.monitor.send_input_events(batch)
         return commands
+
+
+def _batches(per_char: list[list[dict[str, Any]]], max_chars: int, max_events: int) -> list[list[dict[str, Any]]]:
+    """Whole characters packed in order into batches of at most ``max_chars`` characters and ``max_events``."""
+    batches: list[list[dict[str, Any]]] = []
+    batch: list[dict[str, Any]] = []
+    chars = 0
+    for events in per_char:
+        if batch and (chars == max_chars or len(batch) + len(events) > max_events):
+            batches.append(batch)
+            batch, chars = [], 0
+        batch.extend(events)
+        chars += 1
+    if batch:
+        batches.append(batch)
+    return batches
