@@ -110,6 +110,8 @@ class SocketQmpTransport:
         self.path = os.fspath(path)
         self.name = name
         self.connects = 0
+        #: Commands answered (with a value or an error reply) over this transport.
+        self.commands_sent = 0
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_events)
         self._events_changed = threading.Condition()
         self._lock = threading.Lock()
@@ -312,8 +314,9 @@ class SocketQmpTransport:
 
     async def _send(self, client: QMPClient, command: str, arguments: dict[str, Any] | None) -> Any:
         try:
-            return await client.execute(command, arguments)
+            result = await client.execute(command, arguments)
         except ExecuteError as err:
+            self.commands_sent += 1
             raise command_error(
                 self.description, command, {"class": err.error.error.class_, "desc": err.error.error.desc}
             ) from None
@@ -321,6 +324,8 @@ class SocketQmpTransport:
             raise
         except LibQMPError as err:  # e.g. BadReplyError: a reply without "return" or "error"
             raise QMPError(f"{self.description}: bad reply to QMP command {command}: {_describe(err)}") from err
+        self.commands_sent += 1
+        return result
 
     async def _drop(self, client: QMPClient) -> str:
         """Disconnect ``client``; returns why its connection ended (the reader's error, if any)."""

@@ -216,7 +216,7 @@ def test_greeting_capabilities_then_command(serve: Any, transports: Any) -> None
     assert second["execute"] == third["execute"] == "query-status"
     assert second["id"] != third["id"]
     assert transport.connects == server.connections == 1
-    assert monitor.commands_sent == 2
+    assert monitor.commands_sent == transport.commands_sent == 2
 
 
 def test_arguments_are_sent_and_return_values_of_any_type_come_back(serve: Any, transports: Any) -> None:
