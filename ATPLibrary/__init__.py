@@ -10,6 +10,7 @@ from robot.api import logger
 from robotlibcore import DynamicCore
 
 from ATPLibrary.input.transport import InputTransport
+from ATPLibrary.keys import key_names_doc
 from ATPLibrary.keywords import (
     GuestKeywords,
     HostKeywords,
@@ -20,6 +21,7 @@ from ATPLibrary.keywords import (
     PoolKeywords,
     ScreenKeywords,
 )
+from ATPLibrary.keywords.qmp import QmpKeywords
 
 __version__ = "0.1.0"
 
@@ -57,6 +59,12 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
 
     `Type Text` uses the US layout, adds modifiers explicitly (modifier down, key down, key up, modifier up)
     and keeps repeated characters. Keys held with `Hold Key` are released at the end of each test.
+
+    = QMP =
+
+    Input and monitor commands go through libvirt's QEMU monitor passthrough, so ``qemu+ssh://`` hosts work
+    like local ones. For QEMU that libvirt does not manage, `Use QMP Socket` sends a VM's QMP to a unix socket
+    instead (asynchronous events are kept apart from replies); `Use Libvirt QMP` switches back.
 
     = Mouse =
 
@@ -138,6 +146,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 MouseKeywords(self.ctx),
                 ScreenKeywords(self.ctx),
                 LibraryKeywords(self.ctx),
+                QmpKeywords(self.ctx),
                 self._pool,
             ],
         )
@@ -179,5 +188,9 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self._keyboard.release_held_keys()
         self._pool.leave_scope(f"test '{data.full_name}'")
 
+
+ATPLibrary.__doc__ = (ATPLibrary.__doc__ or "") + "\n    = Key names =\n\n" + "\n".join(
+    "    " + line for line in key_names_doc().splitlines()
+)
 
 __all__ = ["ATPLibrary", "__version__"]

@@ -34,15 +34,30 @@ def lab() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def typing_vm(lab: dict[str, Any]) -> str:
-    """The guest used for typing and commands (kept running)."""
-    return str(lab["vms"][0])
+def leased_vms(lab: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Two lab guests leased for this pytest session (`Acquire VM` leases): parallel suites or another
+    test run on this machine never drive them at the same time."""
+    from ATPLibrary.pool.leases import LeaseStore
+
+    store = LeaseStore()
+    vms = [str(v) for v in lab["vms"]]
+    first = store.acquire(lab["uri"], vms, "pytest session", timeout=600)
+    second = store.acquire(lab["uri"], [v for v in vms if v != first.vm], "pytest session", timeout=600)
+    yield first.vm, second.vm
+    second.release()
+    first.release()
 
 
 @pytest.fixture(scope="session")
-def lifecycle_vm(lab: dict[str, Any]) -> str:
+def typing_vm(leased_vms: tuple[str, str]) -> str:
+    """The guest used for typing and commands (kept running)."""
+    return leased_vms[0]
+
+
+@pytest.fixture(scope="session")
+def lifecycle_vm(leased_vms: tuple[str, str]) -> str:
     """The guest that lifecycle tests stop, start and break (left running and ready afterwards)."""
-    return str(lab["vms"][1])
+    return leased_vms[1]
 
 
 @pytest.fixture()
