@@ -15,7 +15,7 @@ HOST_PACKAGES := $(shell sed -e 's/\#.*//' ATPLibrary/lab/host-packages.txt)
 TEST_PACKAGES := openssh-server openssh-client
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs clean
+.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs bench clean
 
 all: install
 
@@ -69,6 +69,11 @@ test: install test-packages
 	timeout 2400 $(BIN)/pytest -ra tests/unit tests/integration; rc=$$?; [ $$rc = 5 ] && rc=0; [ $$rc = 0 ] || exit $$rc
 	rm -rf $(RESULTS)/smoke
 	timeout 900 $(BIN)/robot --variablefile variables/lab.py --include smoke --outputdir $(RESULTS)/smoke suites/
+
+# Speed figures (printed, never asserted): typing rate confirmed on a guest, keyword overhead over raw QMP.
+bench: install
+	$(BIN)/atp lab up --vms $(VMS)
+	timeout 600 $(BIN)/python bench/bench_typing.py
 
 unit: install
 	$(BIN)/pytest -q tests/unit

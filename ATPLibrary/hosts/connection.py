@@ -105,6 +105,7 @@ class HostConnection:
         sleep: Sleep = time.sleep,
     ) -> None:
         self.uri = uri
+        self._handles: dict[str, DomainHandle] = {}
         self.alias = alias or uri
         self.keepalive = keepalive
         self.reconnect_timeout = reconnect_timeout
@@ -274,8 +275,14 @@ class HostConnection:
         return f"VM '{name}' not found on host '{self.uri}'.{hint} Defined domains: {listed}."
 
     def domain(self, name: str) -> DomainHandle:
-        """A handle that runs calls on domain ``name`` (looked up lazily, again after a reconnect)."""
-        return DomainHandle(self, name)
+        """A handle that runs calls on domain ``name`` (looked up lazily, again after a reconnect).
+
+        Handles are kept per name, so repeated keywords on one VM do not look it up again each time.
+        """
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = DomainHandle(self, name)
+        return handle
 
     def _fail(self, what: str, name: str, err: libvirt.libvirtError) -> HostError:
         msg = f"{what} of VM '{name}' on '{self.uri}' failed: {err}"

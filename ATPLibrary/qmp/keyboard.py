@@ -47,9 +47,9 @@ class QmpKeyboard:
         return parsed
 
     def press(self, keys: Sequence[KeyRecord]) -> None:
+        """One combo in one command: downs in order, then ups in reverse (QEMU keeps the order)."""
         downs, ups = combo_actions(list(keys))
-        self.monitor.send_input_events([key_event(a) for a in downs])
-        self.monitor.send_input_events([key_event(a) for a in ups])
+        self.monitor.send_input_events([key_event(a) for a in (*downs, *ups)])
 
     def type_text(
         self,
