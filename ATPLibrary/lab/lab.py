@@ -15,7 +15,7 @@ from typing import Any
 
 import libvirt
 
-from ATPLibrary.errors import LabError
+from ATPLibrary.errors import LabError, WaitTimeoutError
 from ATPLibrary.lab import paths, system
 from ATPLibrary.lab.domains import (
     TEMPLATE_KEY,
@@ -28,6 +28,7 @@ from ATPLibrary.lab.domains import (
 )
 from ATPLibrary.lab.image import GuestImage, ensure_image, prune_images
 from ATPLibrary.lab.progress import Progress
+from ATPLibrary.pool.leases import LeaseStore
 
 LAB_URI = "qemu:///system"
 READY_MARK = "ATP-CONSOLE-READY"
@@ -37,6 +38,8 @@ SHUTDOWN_MARK = "ATP-SHUTDOWN"
 BOOT_TIMEOUT_BASE = 60.0
 BOOT_TIMEOUT_PER_VM = 15.0
 KVM_PROBE_TIMEOUT = 30.0
+#: How long removing or redefining a guest waits for a test that holds its lease.
+LEASE_WAIT = 300.0
 
 Log = Callable[[str], None]
 
@@ -170,6 +173,23 @@ class Lab:
         return sorted(found, key=lambda d: d.name())
 
     def _remove(self, dom: libvirt.virDomain) -> None:
+        """Destroy and undefine a lab guest once no test holds its lease (`Acquire VM`): waits for the
+        holder up to LEASE_WAIT, then fails naming it instead of pulling the VM from under a running test."""
+        name = dom.name()
+        store = LeaseStore()
+        lease = store.try_acquire(LAB_URI, name, "atp lab")
+        if lease is None:
+            self.log(f"{name} is leased by {store.holder(LAB_URI, name) or 'another process'}; waiting for it")
+            try:
+                lease = store.acquire(LAB_URI, [name], "atp lab", timeout=LEASE_WAIT)
+            except WaitTimeoutError as exc:
+                raise LabError(f"cannot remove {name}: {exc}") from exc
+        try:
+            self._destroy_and_undefine(dom)
+        finally:
+            lease.release()
+
+    def _destroy_and_undefine(self, dom: libvirt.virDomain) -> None:
         name = dom.name()
         if dom.isActive():
             with contextlib.suppress(libvirt.libvirtError):

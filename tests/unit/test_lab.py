@@ -216,3 +216,37 @@ def test_variable_file_reads_lab_vars_and_hides_passwords(tmp_path: Path, monkey
     assert variables["LAB_VMS"] == ["atp-lab-01"]
     assert variables["LAB_GUESTS"] == {"atp-lab-01": {"spice_port": 5900}}
     assert "s3cret" not in json.dumps(variables)
+
+
+class _FakeDom:
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.calls: list[str] = []
+
+    def name(self) -> str:
+        return self._name
+
+    def isActive(self) -> bool:
+        return True
+
+    def destroy(self) -> None:
+        self.calls.append("destroy")
+
+    def undefineFlags(self, flags: int) -> None:
+        self.calls.append("undefine")
+
+
+def test_lab_never_removes_a_vm_that_a_test_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ATPLibrary.pool.leases import LeaseStore
+
+    monkeypatch.setenv("ATP_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setenv("ATP_LEASE_DIR", str(tmp_path / "leases"))
+    monkeypatch.setattr(lab, "LEASE_WAIT", 0.3)
+    held = LeaseStore().acquire(lab.LAB_URI, ["atp-lab-09"], "suite 'Keyboard'", timeout=1)
+    dom = _FakeDom("atp-lab-09")
+    with pytest.raises(LabError, match=r"(?s)atp-lab-09.*Keyboard"):
+        lab.Lab(log=lambda _m: None)._remove(dom)  # type: ignore[arg-type]
+    assert dom.calls == []
+    held.release()
+    lab.Lab(log=lambda _m: None)._remove(dom)  # type: ignore[arg-type]
+    assert dom.calls == ["destroy", "undefine"]
