@@ -8,10 +8,9 @@ from robot.api import logger
 from robot.api.deco import keyword
 from robot.api.types import Secret
 
-from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.input.transport import InputTransport
 from ATPLibrary.keys.layout import KeyAction
-from ATPLibrary.keywords.context import LibraryContext
+from ATPLibrary.keywords.context import LibraryContext, to_seconds
 from ATPLibrary.qmp.keyboard import key_event
 
 
@@ -144,10 +143,8 @@ class KeyboardKeywords:
                     logger.warn(f"Could not release {record.name} on VM '{vm}' at the end of the test: {exc}")
         self.ctx.held_keys.clear()
 
-    def _type(self, vm: str, text: str, delay: timedelta, *, secret: bool) -> None:
-        seconds = delay.total_seconds()
-        if seconds < 0:
-            raise ConfigurationError(f"delay cannot be negative, got {delay}")
+    def _type(self, vm: str, text: str, delay: timedelta | float | str, *, secret: bool) -> None:
+        seconds = to_seconds(delay)
         commands = self.ctx.keyboard(vm).type_text(text, delay=seconds, secret=secret)
         shown = f"{len(text)} secret characters" if secret else repr(text)
         logger.info(f"Typed on VM '{vm}': {shown} ({commands} QMP command(s)).")
