@@ -50,6 +50,7 @@ class KeyboardKeywords:
         vm: str,
         text: str,
         delay: timedelta = timedelta(0),
+        hold: timedelta = timedelta(0),
         via: InputTransport | None = None,
         verify: bool | None = None,
     ) -> None:
@@ -59,8 +60,8 @@ class KeyboardKeywords:
         its own press and release, in order: modifier down, key down, key up, modifier up (so repeated
         letters are kept and Shift is never released early). Without a ``delay`` up to 15 characters go
         into one QMP command (QEMU silently drops a command of 64 or more events); with a ``delay`` each
-        character is sent alone, followed by the delay. A character the layout cannot type fails before
-        anything is sent.
+        character is sent alone, followed by the delay. ``hold`` keeps each key down that long (below 200 ms,
+        so that it never auto-repeats). A character the layout cannot type fails before anything is sent.
 
         Keys typed while a program is still starting are handled with the terminal settings in force when
         they arrive: wait until the program runs before typing into it.
@@ -68,9 +69,10 @@ class KeyboardKeywords:
         | =Keyword= | =VM=       | =Text=                   | =Delay=      |
         | Type Text | atp-lab-03 | echo hello > /tmp/x\\n   |              |
         | Type Text | atp-lab-03 | slow typing              | delay=50ms   |
+        | Type Text | atp-lab-03 | held keys                | hold=30ms    |
         """
         self.ctx.input_options(via, verify)
-        self._type(vm, text, delay, secret=False)
+        self._type(vm, text, delay, secret=False, hold=hold)
 
     @keyword("Type Secret")
     def type_secret(
@@ -78,6 +80,7 @@ class KeyboardKeywords:
         vm: str,
         secret: Secret | str,
         delay: timedelta = timedelta(0),
+        hold: timedelta = timedelta(0),
         via: InputTransport | None = None,
         verify: bool | None = None,
     ) -> None:
@@ -93,7 +96,7 @@ class KeyboardKeywords:
         """
         self.ctx.input_options(via, verify)
         value = secret.value if isinstance(secret, Secret) else str(secret)
-        self._type(vm, value, delay, secret=True)
+        self._type(vm, value, delay, secret=True, hold=hold)
 
     @keyword("Hold Key")
     def hold_key(self, vm: str, key: str, via: InputTransport | None = None, verify: bool | None = None) -> None:
@@ -143,8 +146,15 @@ class KeyboardKeywords:
                     logger.warn(f"Could not release {record.name} on VM '{vm}' at the end of the test: {exc}")
         self.ctx.held_keys.clear()
 
-    def _type(self, vm: str, text: str, delay: timedelta | float | str, *, secret: bool) -> None:
-        seconds = to_seconds(delay)
-        commands = self.ctx.keyboard(vm).type_text(text, delay=seconds, secret=secret)
+    def _type(
+        self,
+        vm: str,
+        text: str,
+        delay: timedelta | float | str,
+        *,
+        secret: bool,
+        hold: timedelta | float | str = 0.0,
+    ) -> None:
+        commands = self.ctx.keyboard(vm).type_text(text, delay=to_seconds(delay), hold=to_seconds(hold), secret=secret)
         shown = f"{len(text)} secret characters" if secret else repr(text)
         logger.info(f"Typed on VM '{vm}': {shown} ({commands} QMP command(s)).")

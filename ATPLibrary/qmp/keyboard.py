@@ -6,10 +6,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.hosts.timing import Sleep
 from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap, KeyRecord
 from ATPLibrary.keys.layout import US, KeyAction, Layout, combo_actions
 from ATPLibrary.qmp.monitor import MAX_EVENTS_PER_COMMAND, MonitorClient
+
+#: Longer than this and a held key starts to auto-repeat on common guests (Linux console and X11 default to
+#: 250 ms before the first repeat, Windows to 250 ms at the shortest setting).
+MAX_HOLD = 0.2
 
 #: 15 characters of the US layout need at most 60 events (shift down, key down, key up, shift up each).
 CHARS_PER_COMMAND = 15
@@ -56,6 +61,7 @@ class QmpKeyboard:
         text: str,
         *,
         delay: float = 0.0,
+        hold: float = 0.0,
         chars_per_command: int = CHARS_PER_COMMAND,
         secret: bool = False,
     ) -> int:
@@ -63,10 +69,30 @@ class QmpKeyboard:
 
         Without ``delay`` up to ``chars_per_command`` (<= 15) characters go into one command, never more than
         ``MAX_EVENTS_PER_COMMAND`` events and never a character split over two commands; with a delay each
-        character is its own command followed by a sleep.  Every character is checked before anything is sent.
+        character is its own command followed by a sleep.  With a ``hold`` (below MAX_HOLD, so that the key
+        never auto-repeats) each character is sent as modifiers + key down, a wait of ``hold``, then key up +
+        modifiers up.  Every character is checked before anything is sent.
         Returns the number of commands sent.
         """
+        if not 0 <= hold < MAX_HOLD:
+            raise ConfigurationError(
+                f"hold time must be from 0 to below {MAX_HOLD * 1000:.0f} ms (longer and guests auto-repeat the key), "
+                f"got {hold * 1000:g} ms"
+            )
+        if delay < 0:
+            raise ConfigurationError(f"delay between characters cannot be negative, got {delay:g} s")
         strokes = self.layout.strokes(text, secret=secret)
+        if hold > 0:
+            commands = 0
+            for index, stroke in enumerate(strokes):
+                actions = self.layout.actions(stroke)
+                split = next(i for i, a in enumerate(actions) if not a.down)  # first release
+                commands += self.monitor.send_input_events([key_event(a) for a in actions[:split]])
+                self._sleep(hold)
+                commands += self.monitor.send_input_events([key_event(a) for a in actions[split:]])
+                if delay > 0 and index < len(strokes) - 1:
+                    self._sleep(delay)
+            return commands
         per_char = [[key_event(a) for a in self.layout.actions(s)] for s in strokes]
         if delay > 0:
             for index, events in enumerate(per_char):

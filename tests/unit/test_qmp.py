@@ -202,3 +202,31 @@ def test_press_combos_validates_every_combo_first() -> None:
     with pytest.raises(KeyMapError, match="ENTER"):
         QmpKeyboard(monitor).press_combos(["a", "ENTR"])
     assert fake.commands == []
+
+
+def test_hold_sends_down_waits_then_up_per_character_and_is_bounded() -> None:
+    from ATPLibrary.errors import ConfigurationError
+    from ATPLibrary.qmp.keyboard import MAX_HOLD, QmpKeyboard
+
+    sent: list[list[dict[str, object]]] = []
+    sleeps: list[float] = []
+
+    class Monitor:
+        def send_input_events(self, events: list[dict[str, object]]) -> int:
+            sent.append(list(events))
+            return 1
+
+    kb = QmpKeyboard(Monitor(), sleep=sleeps.append)  # type: ignore[arg-type]
+    assert kb.type_text("aB", hold=0.05) == 4
+    downs = [[(e["data"]["key"]["data"], e["data"]["down"]) for e in cmd] for cmd in sent]  # type: ignore[index]
+    assert downs == [
+        [("a", True)],
+        [("a", False)],
+        [("shift", True), ("b", True)],
+        [("b", False), ("shift", False)],
+    ]
+    assert sleeps == [0.05, 0.05]
+    with pytest.raises(ConfigurationError, match="auto-repeat"):
+        kb.type_text("a", hold=MAX_HOLD)
+    with pytest.raises(ConfigurationError, match="negative"):
+        kb.type_text("a", delay=-1)
