@@ -10,7 +10,7 @@ from robot.api import logger
 from robotlibcore import DynamicCore
 
 from ATPLibrary.input.transport import InputTransport
-from ATPLibrary.keys import key_names_doc
+from ATPLibrary.keys import get_layout, key_names_doc
 from ATPLibrary.keywords import (
     GuestKeywords,
     HostKeywords,
@@ -57,7 +57,8 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     | =Setting= | =Value=    | =Value=   | =Value=     |
     | Library   | ATPLibrary | via=qmp   | verify=False |
 
-    `Type Text` uses the US layout, adds modifiers explicitly (modifier down, key down, key up, modifier up)
+    `Type Text` uses the guest's keyboard layout (``layout`` import argument, `Set Keyboard Layout`; US by
+    default), adds modifiers explicitly (modifier down, key down, key up, modifier up)
     and keeps repeated characters. Keys held with `Hold Key` are released at the end of each test.
 
     = QMP =
@@ -119,6 +120,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         via: InputTransport = InputTransport.QMP,
         verify: bool = False,
         run_on_failure: str = "Take Screenshot",
+        layout: str = "us",
     ) -> None:
         """Imports the library; nothing is opened until a keyword needs a host.
 
@@ -128,11 +130,13 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         - ``via``: default input transport of every input keyword (``qmp`` or ``spice``).
         - ``verify``: default closed-loop verification of every input keyword.
         - ``run_on_failure``: keyword run with the VM when an ATPLibrary keyword fails (``NONE``: nothing).
+        - ``layout``: keyboard layout of the guests for `Type Text` (``us``, ``de``); see `Set Keyboard Layout`.
 
         | =Setting= | =Value=    | =Value=     | =Value=         | =Value=             |
         | Library   | ATPLibrary | timeout=60s | timeout_scale=2 | run_on_failure=NONE |
         """
         self.ctx = LibraryContext(timeout=timeout, uri=uri, timeout_scale=timeout_scale, via=via, verify=verify)
+        self.ctx.layout = get_layout(layout)
         self.ctx.run_on_failure = None if run_on_failure.strip().upper() in ("", "NONE", "NOTHING") else run_on_failure
         self._keyboard = KeyboardKeywords(self.ctx)
         self._pool = PoolKeywords(self.ctx)
@@ -189,8 +193,10 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self._pool.leave_scope(f"test '{data.full_name}'")
 
 
-ATPLibrary.__doc__ = (ATPLibrary.__doc__ or "") + "\n    = Key names =\n\n" + "\n".join(
-    "    " + line for line in key_names_doc().splitlines()
+ATPLibrary.__doc__ = (
+    (ATPLibrary.__doc__ or "")
+    + "\n    = Key names =\n\n"
+    + "\n".join("    " + line for line in key_names_doc().splitlines())
 )
 
 __all__ = ["ATPLibrary", "__version__"]

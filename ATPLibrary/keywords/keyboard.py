@@ -9,7 +9,7 @@ from robot.api.deco import keyword
 from robot.api.types import Secret
 
 from ATPLibrary.input.transport import InputTransport
-from ATPLibrary.keys.layout import KeyAction
+from ATPLibrary.keys.layout import KeyAction, get_layout
 from ATPLibrary.keywords.context import LibraryContext, to_seconds
 from ATPLibrary.qmp.keyboard import key_event
 
@@ -54,10 +54,10 @@ class KeyboardKeywords:
         via: InputTransport | None = None,
         verify: bool | None = None,
     ) -> None:
-        """Types ``text`` on the keyboard of ``vm`` exactly, with the US layout.
+        """Types ``text`` on the keyboard of ``vm`` exactly, with the library's keyboard layout (US by default).
 
-        Every printable ASCII character, newline (``\\n`` = Enter) and tab can be typed. Each character is
-        its own press and release, in order: modifier down, key down, key up, modifier up (so repeated
+        With the US layout every printable ASCII character, newline (``\\n`` = Enter) and tab can be typed.
+        Each character is its own press and release, in order: modifier down, key down, key up, modifier up (so repeated
         letters are kept and Shift is never released early). Without a ``delay`` up to 15 characters go
         into one QMP command (QEMU silently drops a command of 64 or more events); with a ``delay`` each
         character is sent alone, followed by the delay. ``hold`` keeps each key down that long (below 200 ms,
@@ -134,6 +134,21 @@ class KeyboardKeywords:
         if record in held:
             held.remove(record)
         logger.info(f"Released {record.name} on VM '{vm}'.")
+
+    @keyword("Set Keyboard Layout")
+    def set_keyboard_layout(self, layout: str) -> str:
+        """Sets the guests' keyboard layout used by `Type Text` and `Type Secret`; returns the previous one.
+
+        The layout must match the one configured in the guest, or characters come out wrong. Known layouts:
+        ``us`` (default) and ``de`` (German; it cannot type the dead keys ``^`` and the backtick).
+
+        | =Assignment= | =Keyword=           | =Layout= |
+        | ${old} =     | Set Keyboard Layout | de       |
+        """
+        previous = self.ctx.layout.name
+        self.ctx.layout = get_layout(layout)
+        logger.info(f"Keyboard layout is now '{self.ctx.layout.name}' (was '{previous}').")
+        return previous
 
     def release_held_keys(self) -> None:
         """Release every key still held (called at the end of each test); never raises."""
