@@ -6,10 +6,11 @@ import contextlib
 from dataclasses import dataclass
 
 import libvirt
+from PIL import Image
 
 from ATPLibrary.errors import ScreenshotError, VMStateError
 from ATPLibrary.hosts.connection import DomainTarget, error_code
-from ATPLibrary.screen.image import is_blank, png_size, to_png
+from ATPLibrary.screen.image import is_blank, load_image, png_size, to_png
 
 CHUNK = 256 * 1024
 
@@ -27,6 +28,10 @@ class Screenshot:
     @property
     def blank(self) -> bool:
         return is_blank(self.png)
+
+    def image(self) -> Image.Image:
+        """The screenshot as an RGB Pillow image."""
+        return load_image(self.png, f"screenshot of VM '{self.vm}'")
 
 
 def _grab(dom: libvirt.virDomain, screen: int) -> tuple[str, bytes]:
@@ -52,9 +57,7 @@ def _grab(dom: libvirt.virDomain, screen: int) -> tuple[str, bytes]:
 def take_screenshot(target: DomainTarget, screen: int = 0) -> Screenshot:
     """Capture screen ``screen`` of the VM and return it as PNG (a PPM from QEMU is converted)."""
     try:
-        mime, data = target.run(
-            lambda dom: _grab(dom, screen), what=f"screenshot of '{target.name}'", idempotent=True
-        )
+        mime, data = target.run(lambda dom: _grab(dom, screen), what=f"screenshot of '{target.name}'", idempotent=True)
     except libvirt.libvirtError as err:
         cls = VMStateError if error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID else ScreenshotError
         raise cls(f"Cannot take a screenshot of VM '{target.name}' ({target.uri}): {err}") from err
