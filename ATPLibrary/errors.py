@@ -8,6 +8,8 @@ these classes too; they never import Robot Framework.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ATPError(Exception):
     """Base of every error raised by ATPLibrary."""
@@ -78,3 +80,24 @@ class QMPCommandError(QMPError):
         super().__init__(message)
         self.error_class = error_class
         self.desc = desc
+
+
+class NeedleError(ConfigurationError):
+    """A needle file is missing or malformed; the message names the file, the field and the fix."""
+
+
+class ScreenMismatchError(ATPError):
+    """`Screen Should Match` found the screen different from the needle (``match``: the per-area result)."""
+
+    def __init__(self, message: str, match: Any = None) -> None:
+        super().__init__(message)
+        self.match = match
+
+
+class ScreenWaitTimeout(WaitTimeoutError):
+    """A screen wait ran out of time. ``image`` is the last frame, ``match`` the last needle result."""
+
+    def __init__(self, message: str, image: Any = None, match: Any = None) -> None:
+        super().__init__(message)
+        self.image = image
+        self.match = match

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
@@ -13,7 +14,8 @@ from PIL import Image
 from robot.api import logger
 from robot.api.deco import keyword
 
-from ATPLibrary.errors import ATPError, ConfigurationError, ScreenshotError
+from ATPLibrary.errors import ScreenMismatchError, ScreenshotError, ScreenWaitTimeout
+from ATPLibrary.input.mouse import MouseButton, coerce_enum
 from ATPLibrary.keywords.context import LibraryContext, to_seconds
 from ATPLibrary.screen.capture import Screenshot, take_screenshot
 from ATPLibrary.screen.image import encode_image, parse_box, parse_boxes
@@ -21,24 +23,14 @@ from ATPLibrary.screen.needle import Needle, NeedleMatch, find_needle, load_need
 from ATPLibrary.screen.report import side_by_side
 from ATPLibrary.screen.wait import (
     DEFAULT_THRESHOLD,
-    ScreenWaitTimeout,
     WaitResult,
     wait_until_changes,
     wait_until_matches,
     wait_until_still,
 )
 
-
-class ScreenMismatchError(ATPError):
-    """`Screen Should Match` found the screen different from the needle (``match`` has the details)."""
-
-    def __init__(self, message: str, match: NeedleMatch) -> None:
-        super().__init__(message)
-        self.match = match
-
-
-class MouseKeywordsMissing(ATPError, NotImplementedError):
-    """`Click On Match` needs the mouse layer, which this library instance does not have."""
+#: Screenshots up to this size are embedded in log.html itself; larger ones are linked.
+EMBED_LIMIT = 512 * 1024
 
 
 def _safe(name: str) -> str:
@@ -88,13 +80,17 @@ class ScreenKeywords:
         return self._free_path(f"{_safe(vm)}-screenshot")
 
     def _embed_file(self, path: Path, caption: str, width: int = 800) -> None:
+        """Show the PNG in log.html: embedded (a data URI, so log.html alone shows it) when it is at most
+        EMBED_LIMIT bytes, else linked; it links to the file beside log.html either way."""
         try:
             link = os.path.relpath(path, self.ctx.log_dir())
         except ValueError:  # another drive on Windows
             link = str(path)
-        src = html.escape(Path(link).as_posix(), quote=True)
+        href = html.escape(Path(link).as_posix(), quote=True)
+        data = path.read_bytes()
+        src = f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}" if len(data) <= EMBED_LIMIT else href
         logger.info(
-            f'{html.escape(caption)}: <a href="{src}"><img src="{src}" width="{width}px"></a>',
+            f'{html.escape(caption)}: <a href="{href}"><img src="{src}" width="{width}px"></a>',
             html=True,
         )
 
@@ -146,6 +142,9 @@ class ScreenKeywords:
     @keyword("Take Screenshot")
     def take_screenshot(self, vm: str, filename: str | None = None) -> str:
         """Takes a screenshot of ``vm``, saves it as PNG and embeds it in log.html. Returns the file's path.
+
+        The picture is embedded in log.html itself (so the log shows it on its own) when the PNG is at most
+        512 KiB, and linked to the file beside the log otherwise.
 
         ``filename`` is relative to ``${OUTPUT DIR}`` unless absolute; ``{index}`` in it is replaced by the
         first free number. The default is ``<vm>-screenshot-<index>.png``. Works on remote hosts too (the
@@ -403,26 +402,11 @@ class ScreenKeywords:
         return point
 
     def _clicker(self, vm: str) -> Callable[[int, int, str], None]:
-        """How to click on ``vm``: the context's ``mouse`` (click_at), else its ``pointer`` (move_to, click)."""
-        mouse = getattr(self.ctx, "mouse", None)
-        if callable(mouse):
-            return lambda x, y, button: mouse(vm).click_at(x, y, button)
-        pointer = getattr(self.ctx, "pointer", None)
-        if callable(pointer):
-            from ATPLibrary.input.mouse import MouseButton
+        """Click at a screen pixel with the VM's pointer (the same path as `Click`)."""
 
-            def click(x: int, y: int, button: str) -> None:
-                try:
-                    chosen = MouseButton(button.strip().lower())
-                except ValueError:
-                    names = ", ".join(b.value for b in MouseButton)
-                    raise ConfigurationError(f"button '{button}' is not a mouse button; use one of {names}") from None
-                device = pointer(vm)
-                device.move_to(x, y)
-                device.click(chosen)
+        def click(x: int, y: int, button: str) -> None:
+            pointer = self.ctx.pointer(vm)
+            pointer.move_to(x, y)
+            pointer.click(coerce_enum(MouseButton, button))
 
-            return click
-        raise MouseKeywordsMissing(
-            "Click On Match needs the mouse keywords (a mouse layer in the library context), which this "
-            "ATPLibrary does not have yet; use Wait Until Screen Matches and click with your own keyword."
-        )
+        return click

@@ -51,7 +51,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from ATPLibrary.errors import ConfigurationError
+from ATPLibrary.errors import ConfigurationError, NeedleError
 from ATPLibrary.screen.image import Box, load_image, parse_box
 from ATPLibrary.screen.match import default_margin, search
 
@@ -59,10 +59,6 @@ from ATPLibrary.screen.match import default_margin, search
 DEFAULT_MATCH = 96.0
 AREA_TYPES = ("match", "exclude", "ocr")
 NEEDLE_SUFFIXES = (".json", ".png")
-
-
-class NeedleError(ConfigurationError):
-    """A needle file is missing or malformed; the message names the file, the field and the fix."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw
 
-from ATPLibrary.errors import ConfigurationError, WaitTimeoutError
+from ATPLibrary.errors import ConfigurationError, ScreenWaitTimeout
 from ATPLibrary.screen.image import Box, load_image
 from ATPLibrary.screen.match import similarity
 from ATPLibrary.screen.needle import Needle, NeedleMatch, match_needle
@@ -33,15 +33,6 @@ DEFAULT_THRESHOLD = 99.95
 Grab = Callable[[], Image.Image]
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
-
-
-class ScreenWaitTimeout(WaitTimeoutError):
-    """A screen wait ran out of time. ``image`` is the last frame, ``match`` the last needle result."""
-
-    def __init__(self, message: str, image: Image.Image | None = None, match: NeedleMatch | None = None) -> None:
-        super().__init__(message)
-        self.image = image
-        self.match = match
 
 
 @dataclass(frozen=True)

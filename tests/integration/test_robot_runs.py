@@ -99,7 +99,7 @@ def test_library_behaviour_in_a_real_robot_run(lab: dict[str, Any], typing_vm: s
         assert block.rsplit("<status ", 1)[1].startswith('status="PASS"'), f"{name} did not pass"
     # Run-on-failure: a screenshot of the VM is linked from the log of the failing test.
     first = output.split('name="A Failing Keyword Leaves A Screenshot"', 1)[1].split("</test>", 1)[0]
-    assert "&lt;img" in first and ".png" in first  # an HTML message, escaped in the XML
+    assert "&lt;img" in first and "data:image/png;base64," in first  # embedded; escaped in the XML
     assert any(out.glob("*.png"))
     # The secret never reaches output.xml or log.html, even at TRACE level.
     assert SECRET not in output

@@ -1,9 +1,6 @@
 """Needles and screen waits on a real lab guest's VGA text console (720x400, cursor hidden).
 
-Off CI the tests drive **atp-lab-04 only** (``ATP_SCREEN_VM`` overrides it): other guests of the shared lab
-belong to other people, so this module never runs `atp lab up` or `down`; it waits for the guest to run and
-holds its lease while it types. Under CI the session's lab fixture brings the lab up and the tests use the
-session's typing guest.
+The tests use the session's leased typing guest (tests/conftest.py).
 
 The committed needle ``tests/needles/needle-ok-1234`` was cut from a real screenshot after
 ``clear; echo NEEDLE-OK-1234``: the echoed text on row 0 and the prompt on row 1, with the host name's
@@ -26,13 +23,10 @@ from PIL import Image
 from ATPLibrary.errors import ATPError, WaitTimeoutError
 from ATPLibrary.screen.capture import take_screenshot
 from ATPLibrary.screen.needle import load_needle, match_needle
-from tests.conftest import IN_CI
 from tests.integration.helpers import kw, wait_console_ready
 
 pytestmark = pytest.mark.lab
 
-VM = os.environ.get("ATP_SCREEN_VM", "atp-lab-04")
-URI = "qemu:///system"
 NEEDLES = Path(__file__).resolve().parents[1] / "needles"
 NEEDLE = NEEDLES / "needle-ok-1234.json"
 #: Typed so that the command line itself does not show the text the needle looks for.
@@ -41,45 +35,15 @@ CELL_W, CELL_H = 9, 16
 _written: list[Path] = []
 
 
-def wait_until_running(vm: str, timeout: float = 300.0) -> None:
-    """Wait (read-only) until ``vm`` runs: someone may be redeploying the lab. Never starts anything."""
-    import libvirt
-
-    deadline = time.monotonic() + timeout
-    state = "not defined"
-    while time.monotonic() < deadline:
-        try:
-            conn = libvirt.open(URI)
-            try:
-                if conn.lookupByName(vm).isActive():
-                    return
-                state = "shut off"
-            finally:
-                conn.close()
-        except libvirt.libvirtError as err:
-            state = str(err)
-        time.sleep(5)
-    pytest.skip(f"{vm} did not run within {timeout:g} s ({state}); these tests never start lab guests")
-
-
 @pytest.fixture(scope="module")
-def screen_vm(request: pytest.FixtureRequest) -> Iterator[str]:
-    if IN_CI:
-        yield str(request.getfixturevalue("typing_vm"))  # the session's lab and lease
-        return
-    from ATPLibrary.pool.leases import LeaseStore
-
-    wait_until_running(VM)
-    lease = LeaseStore().acquire(URI, [VM], "pytest tests/integration/test_screens.py", timeout=600)
-    try:
-        yield VM
-    finally:
-        lease.release()
+def screen_vm(typing_vm: str) -> str:
+    """The session's leased typing guest (see tests/conftest.py)."""
+    return typing_vm
 
 
 @pytest.fixture()
-def lib(screen_vm: str, tmp_path: Path) -> Iterator[Any]:
-    """An ATPLibrary connected to the lab host (like conftest's ``library``, without bringing the lab up).
+def lib(lab: dict[str, Any], screen_vm: str, tmp_path: Path) -> Iterator[Any]:
+    """An ATPLibrary connected to the lab host, like conftest's ``library``.
 
     Pictures that failing keywords save go to ``tmp_path``, not the current directory.
     """
@@ -87,7 +51,7 @@ def lib(screen_vm: str, tmp_path: Path) -> Iterator[Any]:
 
     library = ATPLibrary(timeout=timedelta(seconds=30))
     library.ctx.output_dir = library.ctx.log_dir = lambda: tmp_path
-    kw(library, "Connect To Host", URI, alias="lab")
+    kw(library, "Connect To Host", lab["uri"], alias="lab")
     wait_console_ready(library, screen_vm)
     if os.environ.get("ATP_WRITE_NEEDLES") == "1" and not _written:
         kw(library, "Type Text", screen_vm, ECHO)

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from ATPLibrary.errors import ConfigurationError
+from ATPLibrary.errors import ConfigurationError, NeedleError
 from ATPLibrary.screen.image import Box
 from ATPLibrary.screen.match import TIE, opencv_available, search, similarity
 from ATPLibrary.screen.needle import (
     DEFAULT_MATCH,
-    NeedleError,
     find_needle,
     load_needle,
     match_needle,

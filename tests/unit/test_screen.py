@@ -18,9 +18,16 @@ from fakes import FakeClock
 from PIL import Image
 from test_needles import PROMPT, TEXT, area, console, write_needle
 
-from ATPLibrary.errors import ConfigurationError, ScreenshotError, WaitTimeoutError
+from ATPLibrary.errors import (
+    ConfigurationError,
+    ScreenMismatchError,
+    ScreenshotError,
+    ScreenWaitTimeout,
+    WaitTimeoutError,
+)
 from ATPLibrary.hosts import HostConnection
-from ATPLibrary.keywords.screen import MouseKeywordsMissing, ScreenKeywords, ScreenMismatchError
+from ATPLibrary.input.mouse import MouseButton
+from ATPLibrary.keywords.screen import ScreenKeywords
 from ATPLibrary.screen import (
     Box,
     Screenshot,
@@ -38,7 +45,6 @@ from ATPLibrary.screen import (
 from ATPLibrary.screen.needle import load_needle
 from ATPLibrary.screen.wait import (
     DEFAULT_THRESHOLD,
-    ScreenWaitTimeout,
     compare_frames,
     wait_until_changes,
     wait_until_matches,
@@ -290,17 +296,21 @@ class FakeCtx:
         return self.out
 
 
-class FakeMouse:
+class FakePointer:
     def __init__(self, ctx: FakeCtx) -> None:
         self.ctx = ctx
+        self.at = (0, 0)
 
-    def click_at(self, x: int, y: int, button: str) -> None:
-        self.ctx.clicks.append((x, y, button))
+    def move_to(self, x: int, y: int) -> None:
+        self.at = (x, y)
+
+    def click(self, button: MouseButton) -> None:
+        self.ctx.clicks.append((*self.at, button.value))
 
 
 class MouseCtx(FakeCtx):
-    def mouse(self, vm: str) -> FakeMouse:
-        return FakeMouse(self)
+    def pointer(self, vm: str) -> FakePointer:
+        return FakePointer(self)
 
 
 @pytest.fixture()
@@ -352,14 +362,6 @@ def test_click_on_match_clicks_the_click_point_through_the_mouse(
     fake_screens[:] = [QUIET, console({0: PROMPT, 2: TEXT}, shift=(6, 3))]
     point = ScreenKeywords(ctx).click_on_match("vm", "echo", timedelta(seconds=5), "right")  # type: ignore[arg-type]
     assert point == (10, 43) and ctx.clicks == [(10, 43, "right")]
-
-
-def test_click_on_match_without_mouse_says_what_is_missing(
-    tmp_path: Path, fake_screens: list[Image.Image], needles_dir: Path
-) -> None:
-    fake_screens[:] = [console({0: PROMPT, 2: TEXT})]
-    with pytest.raises(MouseKeywordsMissing, match="Click On Match needs the mouse keywords"):
-        ScreenKeywords(FakeCtx(tmp_path, fake_screens)).click_on_match("vm", "echo")  # type: ignore[arg-type]
 
 
 def test_wait_keywords_fail_naming_the_vm_and_embed_the_last_screenshot(
