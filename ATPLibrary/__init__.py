@@ -79,6 +79,15 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     the lease ends with `Release VM`, at the end of the test or suite that took it, or when the process
     dies. ``${PABOTEXECUTIONPOOLID}`` alone does not guarantee that: pabot 5.2 hands it out round-robin.
 
+    = Screens =
+
+    `Take Screenshot` saves a PNG (through libvirt, so remote hosts work) and embeds it in log.html. Needles
+    are openQA-style: a PNG with a JSON file of ``match``/``exclude`` areas, similarity per area (default 96%)
+    and an optional click point; a PNG alone is one area. `Screen Should Match`, `Wait Until Screen Matches`
+    and `Click On Match` use them; `Wait Until Screen Changes` and `Wait Until Screen Is Still` watch the
+    screen (or a region of it, with exclude areas). Relative needle names are looked up in ``${EXECDIR}``
+    and ``${EXECDIR}/needles``. On a mismatch the screen and the needle are shown side by side in the log.
+
     = Guest agent =
 
     `Guest Agent Should Respond` and `Execute Command In Guest` use the QEMU guest agent (qemu-ga) through
