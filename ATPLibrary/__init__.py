@@ -9,6 +9,7 @@ from typing import Any
 from robot.api import logger
 from robotlibcore import DynamicCore
 
+from ATPLibrary._version import __version__
 from ATPLibrary.input.transport import InputTransport
 from ATPLibrary.keys import get_layout, key_names_doc
 from ATPLibrary.keywords import (
@@ -22,8 +23,6 @@ from ATPLibrary.keywords import (
     ScreenKeywords,
 )
 from ATPLibrary.keywords.qmp import QmpKeywords
-
-__version__ = "0.1.0"
 
 
 class ATPLibrary(DynamicCore):  # type: ignore[misc]
