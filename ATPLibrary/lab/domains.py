@@ -18,6 +18,15 @@ TEMPLATE_KEY = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 LAB_NS = "urn:atplibrary:lab"
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 VERIFIER_CHANNEL = "com.atp.verifier.0"
+#: Virtio ports whose host side is a TCP client (QEMU connects to a verification server on 127.0.0.1 and
+#: reconnects every second while none listens): the agent speaks TCP frames or WebSocket over them.
+VERIFIER_TCP_CHANNEL = "com.atp.verifier.tcp.0"
+VERIFIER_WS_CHANNEL = "com.atp.verifier.ws.0"
+#: A spare unix channel without a source path (libvirt picks it), for channel keywords and their tests.
+TEST_CHANNEL = "com.atp.test.0"
+#: The ports those TCP channels connect to, on 127.0.0.1 (the same for every lab guest).
+VERIFIER_TCP_PORT = 18766
+VERIFIER_WS_PORT = 18765
 #: Kernel command line: the LAST console= is /dev/console, so PID 1 and early messages go to the serial log
 #: and the VGA console (tty1, where the shell runs) stays clean.
 KERNEL_CMDLINE = "console=tty0 console=ttyS0 quiet loglevel=1 panic=-1"
@@ -89,6 +98,21 @@ def domain_xml(spec: GuestSpec) -> str:
       <source mode='bind' path={q(str(spec.verifier_socket))}/>
       <target type='virtio' name='{VERIFIER_CHANNEL}'/>
     </channel>
+    <channel type='tcp'>
+      <source mode='connect' host='127.0.0.1' service='{VERIFIER_TCP_PORT}'>
+        <reconnect enabled='yes' timeout='1'/>
+      </source>
+      <protocol type='raw'/>
+      <target type='virtio' name='{VERIFIER_TCP_CHANNEL}'/>
+    </channel>
+    <channel type='tcp'>
+      <source mode='connect' host='127.0.0.1' service='{VERIFIER_WS_PORT}'>
+        <reconnect enabled='yes' timeout='1'/>
+      </source>
+      <protocol type='raw'/>
+      <target type='virtio' name='{VERIFIER_WS_CHANNEL}'/>
+    </channel>
+    <channel type='unix'><target type='virtio' name='{TEST_CHANNEL}'/></channel>
     <input type='tablet' bus='virtio'/>
     <input type='keyboard' bus='virtio'/>
     <input type='mouse' bus='virtio'/>

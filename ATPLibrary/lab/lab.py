@@ -19,6 +19,8 @@ from ATPLibrary.errors import LabError, WaitTimeoutError
 from ATPLibrary.lab import paths, system
 from ATPLibrary.lab.domains import (
     TEMPLATE_KEY,
+    VERIFIER_TCP_PORT,
+    VERIFIER_WS_PORT,
     GuestSpec,
     domain_xml,
     lab_metadata,
@@ -309,7 +311,15 @@ class Lab:
                 "verifier_socket": str(self._verifier_socket(name)),
                 "qmp_socket": str(self._qmp_socket(name)),
             }
-        lab_vars = {"uri": LAB_URI, "vms": names, "accel": accel, "lab_dir": str(self.dir), "guests": guests}
+        lab_vars = {
+            "uri": LAB_URI,
+            "vms": names,
+            "accel": accel,
+            "lab_dir": str(self.dir),
+            "guests": guests,
+            "verifier_tcp_port": VERIFIER_TCP_PORT,
+            "verifier_ws_port": VERIFIER_WS_PORT,
+        }
         path = paths.vars_file()
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds SPICE passwords

@@ -95,7 +95,16 @@ def test_domain_xml_has_what_the_lab_needs(tmp_path: Path) -> None:
     cmdline = root.findtext("os/cmdline") or ""
     assert cmdline.index("console=tty0") < cmdline.index("console=ttyS0")  # /dev/console = serial
     channels = {c.find("target").get("name"): c for c in root.findall("devices/channel")}  # type: ignore[union-attr]
-    assert set(channels) == {"org.qemu.guest_agent.0", "com.atp.verifier.0"}
+    assert set(channels) == {
+        "org.qemu.guest_agent.0",
+        "com.atp.verifier.0",
+        "com.atp.verifier.tcp.0",
+        "com.atp.verifier.ws.0",
+        "com.atp.test.0",
+    }
+    tcp = channels["com.atp.verifier.tcp.0"]
+    assert tcp.get("type") == "tcp" and tcp.find("source").get("mode") == "connect"  # type: ignore[union-attr]
+    assert tcp.find("source/reconnect").get("enabled") == "yes"  # type: ignore[union-attr]
     verifier = channels["com.atp.verifier.0"].find("source")
     assert verifier is not None and verifier.get("mode") == "bind" and verifier.get("path") == str(tmp_path / "v.sock")
     inputs = {(i.get("type"), i.get("bus")) for i in root.findall("devices/input")}
