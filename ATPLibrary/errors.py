@@ -101,3 +101,35 @@ class ScreenWaitTimeout(WaitTimeoutError):
         super().__init__(message)
         self.image = image
         self.match = match
+
+
+class VerificationError(ATPError):
+    """The verification server or a verification agent (the in-guest input reporter) failed."""
+
+
+class VerificationConnectError(VerificationError):
+    """No verification agent session could be set up (names the VM, the channel path or peer, and why)."""
+
+
+class VerificationAgentNotConnected(VerificationError):
+    """A VM has no connected verification agent (names the VM and what was last seen)."""
+
+
+class VerificationFailed(VerificationError):
+    """What the guest received differs from what was sent. ``result`` is the matcher's ``MatchResult``."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class VerificationTimeout(VerificationFailed, WaitTimeoutError):
+    """Not everything that was sent arrived in the guest within the timeout."""
+
+
+class VerificationDroppedEvents(VerificationFailed):
+    """The verification agent fell behind and the guest kernel dropped events during a check."""
+
+
+class VerificationAgentLost(VerificationFailed):
+    """The verification agent's session ended while a check was waiting."""
