@@ -103,6 +103,46 @@ class ScreenWaitTimeout(WaitTimeoutError):
         self.match = match
 
 
+class GuestFileError(GuestAgentError):
+    """A guest file could not be opened, read, written or verified (names the VM, the guest path, the fix)."""
+
+
+class GuestFileNotFoundError(GuestFileError):
+    """The guest path (or its directory) does not exist."""
+
+
+class GuestFilePermissionError(GuestFileError):
+    """The guest agent may not open the guest path (permissions, read-only file system)."""
+
+
+class GuestFileTransferTimeout(GuestFileError, WaitTimeoutError):
+    """A whole file transfer did not finish within its timeout (names bytes done and total)."""
+
+
+class ChannelError(ATPError):
+    """A virtio-serial channel could not be opened, read or written."""
+
+
+class ChannelBusyError(ChannelError):
+    """Another client already has the channel open (libvirt allows one stream per channel)."""
+
+
+class ChannelClosedError(ChannelError):
+    """The channel's stream ended (guest or host closed it, the VM stopped) or was closed by the test."""
+
+
+class ChannelTimeout(ChannelError, WaitTimeoutError):
+    """A read from a channel got no (complete) answer in time. ``partial`` holds the bytes buffered so far."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class ChannelProtocolError(ChannelError):
+    """A message on a channel did not have the expected framing (bad JSON, missing field, line too long)."""
+
+
 class VerificationError(ATPError):
     """The verification server or a verification agent (the in-guest input reporter) failed."""
 
