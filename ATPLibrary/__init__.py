@@ -22,7 +22,10 @@ from ATPLibrary.keywords import (
     PoolKeywords,
     ScreenKeywords,
 )
+from ATPLibrary.keywords.channels import ChannelKeywords
+from ATPLibrary.keywords.files import FilesKeywords
 from ATPLibrary.keywords.qmp import QmpKeywords
+from ATPLibrary.keywords.verification import VerificationKeywords
 
 
 class ATPLibrary(DynamicCore):  # type: ignore[misc]
@@ -87,6 +90,21 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     screen (or a region of it, with exclude areas). Relative needle names are looked up in ``${EXECDIR}``
     and ``${EXECDIR}/needles``. On a mismatch the screen and the needle are shown side by side in the log.
 
+    = Verification =
+
+    With ``verify=True`` (per keyword, or for all with the ``verify`` import argument) an input keyword fails
+    unless the guest received exactly what was sent: every key event in order, none missing, none extra,
+    mouse buttons and movements. The *verification agent* (in the guest; not qemu-ga, the *guest agent*)
+    reports what the guest's kernel received to the library's verification server, over the VM's
+    virtio-serial port (no guest network needed), TCP or WebSocket. `Deploy Verification Agent` installs it
+    through qemu-ga; `Input Should Be Received` checks input sent without ``verify``.
+
+    = Guest files and channels =
+
+    `Upload File To Guest` / `Download File From Guest` move files through qemu-ga in chunks (large files
+    work). `Open Channel`, `Write To Channel` and `Read From Channel` talk to a VM's virtio-serial ports
+    through libvirt (raw, line or JSON framing).
+
     = Guest agent =
 
     `Guest Agent Should Respond` and `Execute Command In Guest` use the QEMU guest agent (qemu-ga) through
@@ -148,6 +166,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self.ctx.run_on_failure = None if run_on_failure.strip().upper() in ("", "NONE", "NOTHING") else run_on_failure
         self._keyboard = KeyboardKeywords(self.ctx)
         self._pool = PoolKeywords(self.ctx)
+        self._channels = ChannelKeywords(self.ctx)
         self._running_on_failure = False
         DynamicCore.__init__(
             self,
@@ -159,6 +178,9 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 ScreenKeywords(self.ctx),
                 LibraryKeywords(self.ctx),
                 QmpKeywords(self.ctx),
+                FilesKeywords(self.ctx),
+                self._channels,
+                VerificationKeywords(self.ctx),
                 self._pool,
             ],
         )
@@ -192,6 +214,10 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
 
     def end_suite(self, data: Any, result: Any) -> None:
         self._pool.leave_scope(f"suite '{data.full_name}'")
+        if data.parent is None:  # the whole run ends: close what is still open
+            self._channels.close_all_channels()
+            if self.ctx.verification is not None:
+                self.ctx.verification.stop()
 
     def start_test(self, data: Any, result: Any) -> None:
         self._pool.enter_scope(f"test '{data.full_name}'")

@@ -25,11 +25,3 @@ def require_available(transport: InputTransport) -> None:
         raise ConfigurationError(
             "via=spice needs ATPLibrary's SPICE client, which this version does not have yet; use via=qmp (the default)"
         )
-
-
-def require_verification_available(verify: bool) -> None:
-    if verify:
-        raise ConfigurationError(
-            "verify=True needs the verification agent in the guest, which this version does not have yet; "
-            "use verify=False (the default)"
-        )

@@ -100,6 +100,7 @@ class ChannelKeywords:
     def switch_channel(self, alias: str) -> str:
         """Makes the open channel ``alias`` the current one; returns the previous alias.
 
+        | =Keyword= | =Argument= |
         | Switch Channel | atp-lab-02:com.atp.test.0 |
         """
         self._channel(alias)
@@ -172,7 +173,9 @@ class ChannelKeywords:
     def close_channel(self, channel: str | None = None) -> None:
         """Closes the current channel or ``channel``. Closing a closed or unknown alias does nothing.
 
-        | Close Channel |
+        | =Keyword=     | =Channel=             |
+        | Close Channel |                       |
+        | Close Channel | atp-lab-01:com.atp.test.0 |
         """
         key = channel or self._current
         chan = self._channels.pop(key, None) if key else None
@@ -188,8 +191,10 @@ class ChannelKeywords:
     def close_all_channels(self) -> None:
         """Closes every channel opened with `Open Channel` (use it in suite teardown).
 
-        | =Setting=      | =Value=            |
-        | Suite Teardown | Close All Channels |
+        | =Keyword=          |
+        | Close All Channels |
+
+        The library also closes them when the whole run ends.
         """
         for key in list(self._channels):
             self.close_channel(key)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.hosts.connection import DomainHandle, HostConnection
 from ATPLibrary.hosts.registry import HostRegistry
 from ATPLibrary.input.mouse import coerce_enum
 from ATPLibrary.input.pointer import QmpPointer
-from ATPLibrary.input.transport import InputTransport, require_available, require_verification_available
+from ATPLibrary.input.recording import EventSink, RecordingSink
+from ATPLibrary.input.transport import InputTransport, require_available
 from ATPLibrary.keys.keymap import DEFAULT_KEYMAP, KeyMap, KeyRecord
 from ATPLibrary.keys.layout import US, Layout
 from ATPLibrary.qga.agent import GuestAgent
@@ -19,6 +25,13 @@ from ATPLibrary.qmp.monitor import MonitorClient
 from ATPLibrary.qmp.socket_transport import SocketQmpTransport
 from ATPLibrary.qmp.transport import LibvirtQmpTransport, QmpTransport
 from ATPLibrary.screen.capture import take_screenshot
+from ATPLibrary.verification.matcher import qmp_events
+from ATPLibrary.verification.protocol import VIRTIO_PORT_NAME
+from ATPLibrary.verification.server import VerificationServer
+from ATPLibrary.verification.session import SessionInfo
+
+T = TypeVar("T")
+Sleep = Callable[[float], None]
 
 
 class LibraryContext:
@@ -48,6 +61,10 @@ class LibraryContext:
         self.last_vm: str | None = None
         #: Keyword run with that VM when an ATPLibrary keyword fails (None: nothing).
         self.run_on_failure: str | None = "Take Screenshot"
+        #: The verification server (started by the first verified keyword or `Start Verification Server`).
+        self.verification: VerificationServer | None = None
+        #: Per VM, the verification server's mark taken when the last input keyword started.
+        self.input_marks: dict[str, int] = {}
         #: Keys held down with `Hold Key`, per VM, released at the end of each test.
         self.held_keys: dict[str, list[KeyRecord]] = {}
         self.default_uri = uri
@@ -88,25 +105,106 @@ class LibraryContext:
     def monitor(self, vm: str) -> MonitorClient:
         return MonitorClient(self.qmp_transport(vm), timeout=self.seconds(None))
 
-    def keyboard(self, vm: str) -> QmpKeyboard:
-        return QmpKeyboard(self.monitor(vm), layout=self.layout, keymap=self.keymap)
+    def keyboard(self, vm: str, sink: EventSink | None = None, sleep: Sleep | None = None) -> QmpKeyboard:
+        """The VM's keyboard; ``sink``/``sleep`` replace the monitor and the pauses (recording for verify)."""
+        monitor: Any = sink if sink is not None else self.monitor(vm)
+        return QmpKeyboard(monitor, layout=self.layout, keymap=self.keymap, sleep=sleep or time.sleep)
 
-    def pointer(self, vm: str) -> QmpPointer:
+    def pointer(self, vm: str, sink: EventSink | None = None, sleep: Sleep | None = None) -> QmpPointer:
         domain = self.domain(vm)
 
         def screen_size() -> tuple[int, int]:
             shot = take_screenshot(domain)
             return shot.width, shot.height
 
-        return QmpPointer(self.monitor(vm), screen_size)
+        return QmpPointer(sink if sink is not None else self.monitor(vm), screen_size, sleep=sleep or time.sleep)
 
-    def input_options(self, via: InputTransport | None, verify: bool | None) -> tuple[InputTransport, bool]:
+    # ------------------------------------------------------------ verification
+
+    def verification_server(self) -> VerificationServer:
+        """The library's verification server, started on first use (no network listener until asked)."""
+        if self.verification is None:
+            self.verification = VerificationServer()
+        if not self.verification.running:
+            self.verification.start()
+        return self.verification
+
+    def verifier_socket(self, vm: str) -> str | None:
+        """The host-side unix socket of ``vm``'s verification channel, when the host is this machine."""
+        if urlsplit(self.host.uri).hostname:
+            return None
+        xml = self.domain(vm).run(lambda d: d.XMLDesc(0), what=f"reading the XML of '{vm}'", idempotent=True)
+        for channel in ElementTree.fromstring(xml).iter("channel"):
+            target, source = channel.find("target"), channel.find("source")
+            if (
+                channel.get("type") == "unix"
+                and target is not None
+                and target.get("name") == VIRTIO_PORT_NAME
+                and source is not None
+                and source.get("path")
+            ):
+                return source.get("path")
+        return None
+
+    def connect_verification(self, vm: str, timeout: float) -> SessionInfo:
+        """Connect the host side of ``vm``'s verification channel (if not yet) and wait for its agent."""
+        server = self.verification_server()
+        if server.is_connected(vm):
+            info = server.session(vm)
+            if info is not None:
+                return info
+        path = self.verifier_socket(vm)
+        if path is not None:
+            return server.connect_unix(vm, path, timeout=timeout)
+        domain = self.domain(vm)
+        return server.connect_libvirt_channel(
+            vm, lambda: domain.run(lambda d: d, what="channel", idempotent=True), timeout=timeout
+        )
+
+    def perform_input(
+        self,
+        vm: str,
+        action: Callable[[EventSink, Sleep], T],
+        *,
+        via: InputTransport | str | None,
+        verify: bool | None,
+        text: str | None = None,
+        secret: bool = False,
+        what: str = "",
+    ) -> T:
+        """Run one input action on ``vm``: straight to the VM, or (``verify``) recorded, expected, replayed
+        and checked against what the guest's verification agent reports."""
+        _via, verified = self.input_options(via, verify)
+        server = self.verification
+        if server is not None and server.running and server.is_connected(vm):
+            self.input_marks[vm] = server.mark(vm)  # Input Should Be Received compares from here
+        if not verified:
+            return action(self.monitor(vm), time.sleep)
+        recorder = RecordingSink()
+        result = action(recorder, recorder.sleep)
+        timeout = self.seconds(None)
+        self.connect_verification(vm, timeout)
+        server = self.verification_server()
+        self.input_marks[vm] = server.mark(vm)
+        handle = server.expect(
+            vm, qmp_events(recorder.events), timeout, text=text, layout=self.layout, secret=secret, what=what
+        )
+        handle.sending()
+        try:
+            recorder.replay(self.monitor(vm), time.sleep)
+        except BaseException:
+            handle.cancel()
+            raise
+        handle.sent()
+        handle.check()
+        return result
+
+    def input_options(self, via: InputTransport | str | None, verify: bool | None) -> tuple[InputTransport, bool]:
         """The transport and verification an input keyword uses: its own arguments, else the library's."""
         chosen_via = self.via if via is None else coerce_enum(InputTransport, via)
         chosen_verify = self.verify if verify is None else verify
         require_available(chosen_via)
-        require_verification_available(chosen_verify)
-        return chosen_via, chosen_verify
+        return chosen_via, bool(chosen_verify)
 
     @staticmethod
     def output_dir() -> Path:

@@ -128,6 +128,7 @@ class FilesKeywords:
     def guest_file_should_exist(self, vm: str, guest_path: str, timeout: timedelta | None = None) -> None:
         """Fails unless ``guest_path`` exists in ``vm`` and the guest agent can open it for reading.
 
+        | =Keyword= | =Argument= | =Argument= |
         | Guest File Should Exist | atp-lab-01 | /tmp/data.bin |
         """
         if not GuestFiles(self.ctx.agent(vm)).exists(guest_path, timeout=self.ctx.seconds(timeout)):
@@ -138,6 +139,7 @@ class FilesKeywords:
     def guest_file_should_not_exist(self, vm: str, guest_path: str, timeout: timedelta | None = None) -> None:
         """Fails if ``guest_path`` exists in ``vm``.
 
+        | =Keyword= | =Argument= | =Argument= |
         | Guest File Should Not Exist | atp-lab-01 | /tmp/stale.lock |
         """
         if GuestFiles(self.ctx.agent(vm)).exists(guest_path, timeout=self.ctx.seconds(timeout)):

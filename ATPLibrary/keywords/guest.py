@@ -78,8 +78,7 @@ class GuestKeywords:
         result = self.ctx.agent(vm).run_shell(command, timeout=seconds)
         status = f"rc {result.rc}" if result.rc is not None else f"killed by signal {result.signal}"
         logger.info(
-            f"{status} after {format_seconds(result.duration)}\nstdout:\n{result.stdout}\n"
-            f"stderr:\n{result.stderr}"
+            f"{status} after {format_seconds(result.duration)}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
         if result.truncated:
             logger.warn(
@@ -89,7 +88,6 @@ class GuestKeywords:
         if wanted is not None and result.rc != wanted:
             stderr = result.stderr.strip() or "(empty)"
             raise GuestCommandError(
-                f"Command '{command}' in VM '{vm}' exited with {status}, expected rc {wanted}. "
-                f"stderr: {stderr}"
+                f"Command '{command}' in VM '{vm}' exited with {status}, expected rc {wanted}. stderr: {stderr}"
             )
         return result

@@ -11,7 +11,10 @@ from robot.api.types import Secret
 from ATPLibrary.input.transport import InputTransport
 from ATPLibrary.keys.layout import KeyAction, get_layout
 from ATPLibrary.keywords.context import LibraryContext, to_seconds
-from ATPLibrary.qmp.keyboard import key_event
+from ATPLibrary.qmp.keyboard import CHARS_PER_COMMAND, key_event
+
+#: Characters per QMP command when typing is verified (16 events: the agent drains them between commands).
+VERIFIED_CHARS_PER_COMMAND = 4
 
 
 class KeyboardKeywords:
@@ -40,8 +43,15 @@ class KeyboardKeywords:
         if not keys:
             logger.info("No keys given; nothing pressed.")
             return
-        parsed = self.ctx.keyboard(vm).press_combos(keys)
+        parsed = [self.ctx.keymap.parse_combo(k) for k in keys]  # every name checked before anything is sent
         shown = ", ".join("+".join(k.name for k in combo) for combo in parsed)
+        self.ctx.perform_input(
+            vm,
+            lambda sink, sleep: self.ctx.keyboard(vm, sink, sleep).press_combos(keys),
+            via=via,
+            verify=verify,
+            what=f"Press Keys {shown}",
+        )
         logger.info(f"Pressed on VM '{vm}': {shown}")
 
     @keyword("Type Text")
@@ -57,9 +67,10 @@ class KeyboardKeywords:
         """Types ``text`` on the keyboard of ``vm`` exactly, with the library's keyboard layout (US by default).
 
         With the US layout every printable ASCII character, newline (``\\n`` = Enter) and tab can be typed.
-        Each character is its own press and release, in order: modifier down, key down, key up, modifier up (so repeated
-        letters are kept and Shift is never released early). Without a ``delay`` up to 15 characters go
-        into one QMP command (QEMU silently drops a command of 64 or more events); with a ``delay`` each
+        Each character is its own press and release, in order: modifier down, key down, key up, modifier up
+        (so repeated letters are kept and Shift is never released early). Without a ``delay`` up to 12
+        characters (48 events) go into one QMP command: QEMU silently drops a command of 64 or more events,
+        and a guest loses bursts of about 60 for its input readers; with a ``delay`` each
         character is sent alone, followed by the delay. ``hold`` keeps each key down that long (below 200 ms,
         so that it never auto-repeats). A character the layout cannot type fails before anything is sent.
 
@@ -71,8 +82,7 @@ class KeyboardKeywords:
         | Type Text | atp-lab-03 | slow typing              | delay=50ms   |
         | Type Text | atp-lab-03 | held keys                | hold=30ms    |
         """
-        self.ctx.input_options(via, verify)
-        self._type(vm, text, delay, secret=False, hold=hold)
+        self._type(vm, text, delay, secret=False, hold=hold, via=via, verify=verify)
 
     @keyword("Type Secret")
     def type_secret(
@@ -94,9 +104,8 @@ class KeyboardKeywords:
         | =Keyword=   | =VM=       | =Secret=       |
         | Type Secret | atp-lab-03 | ${PASSWORD}    |
         """
-        self.ctx.input_options(via, verify)
         value = secret.value if isinstance(secret, Secret) else str(secret)
-        self._type(vm, value, delay, secret=True, hold=hold)
+        self._type(vm, value, delay, secret=True, hold=hold, via=via, verify=verify)
 
     @keyword("Hold Key")
     def hold_key(self, vm: str, key: str, via: InputTransport | None = None, verify: bool | None = None) -> None:
@@ -110,10 +119,14 @@ class KeyboardKeywords:
         | Type Text   | atp-lab-03 | abc   |
         | Release Key | atp-lab-03 | shift |
         """
-        self.ctx.input_options(via, verify)
-        kb = self.ctx.keyboard(vm)
-        record = kb.keymap.get(key)
-        kb.monitor.send_input_events([key_event(KeyAction(record, True))])
+        record = self.ctx.keymap.get(key)
+        self.ctx.perform_input(
+            vm,
+            lambda sink, _sleep: sink.send_input_events([key_event(KeyAction(record, True))]),
+            via=via,
+            verify=verify,
+            what=f"Hold Key {record.name}",
+        )
         held = self.ctx.held_keys.setdefault(vm, [])
         if record not in held:
             held.append(record)
@@ -126,10 +139,14 @@ class KeyboardKeywords:
         | =Keyword=   | =VM=       | =Key= |
         | Release Key | atp-lab-03 | shift |
         """
-        self.ctx.input_options(via, verify)
-        kb = self.ctx.keyboard(vm)
-        record = kb.keymap.get(key)
-        kb.monitor.send_input_events([key_event(KeyAction(record, False))])
+        record = self.ctx.keymap.get(key)
+        self.ctx.perform_input(
+            vm,
+            lambda sink, _sleep: sink.send_input_events([key_event(KeyAction(record, False))]),
+            via=via,
+            verify=verify,
+            what=f"Release Key {record.name}",
+        )
         held = self.ctx.held_keys.get(vm, [])
         if record in held:
             held.remove(record)
@@ -169,7 +186,24 @@ class KeyboardKeywords:
         *,
         secret: bool,
         hold: timedelta | float | str = 0.0,
+        via: InputTransport | str | None = None,
+        verify: bool | None = None,
     ) -> None:
-        commands = self.ctx.keyboard(vm).type_text(text, delay=to_seconds(delay), hold=to_seconds(hold), secret=secret)
+        _via, verified = self.ctx.input_options(via, verify)
+        # Verified typing sends fewer characters per command, so the agent in the guest keeps up with the
+        # kernel's per-reader event buffer (a Python reader under software emulation falls behind 60-event bursts).
+        per_command = VERIFIED_CHARS_PER_COMMAND if verified else CHARS_PER_COMMAND
+        seconds, held = to_seconds(delay), to_seconds(hold)
+        commands = self.ctx.perform_input(
+            vm,
+            lambda sink, sleep: self.ctx.keyboard(vm, sink, sleep).type_text(
+                text, delay=seconds, hold=held, secret=secret, chars_per_command=per_command
+            ),
+            via=via,
+            verify=verified,
+            text=text,
+            secret=secret,
+            what="Type Secret" if secret else "Type Text",
+        )
         shown = f"{len(text)} secret characters" if secret else repr(text)
         logger.info(f"Typed on VM '{vm}': {shown} ({commands} QMP command(s)).")

@@ -9,8 +9,9 @@ from robot.api.deco import keyword
 
 from ATPLibrary.errors import ConfigurationError
 from ATPLibrary.input.mouse import ABS_MAX, MouseButton, ScrollDirection, coerce_enum
+from ATPLibrary.input.recording import EventSink
 from ATPLibrary.input.transport import InputTransport
-from ATPLibrary.keywords.context import LibraryContext
+from ATPLibrary.keywords.context import LibraryContext, Sleep, to_seconds
 
 
 class MouseKeywords:
@@ -35,8 +36,13 @@ class MouseKeywords:
         | =Keyword=     | =VM=       | =X= | =Y= |
         | Move Mouse To | atp-lab-03 | 360 | 200 |
         """
-        self.ctx.input_options(via, verify)
-        ax, ay = self.ctx.pointer(vm).move_to(x, y)
+        ax, ay = self.ctx.perform_input(
+            vm,
+            lambda sink, sleep: self.ctx.pointer(vm, sink, sleep).move_to(x, y),
+            via=via,
+            verify=verify,
+            what=f"Move Mouse To {x} {y}",
+        )
         logger.info(f"Moved the mouse of VM '{vm}' to ({x}, {y}) px = ({ax}, {ay}) of 0..{ABS_MAX}.")
 
     @keyword("Move Mouse By")
@@ -48,8 +54,13 @@ class MouseKeywords:
         | =Keyword=     | =VM=       | =dx= | =dy= |
         | Move Mouse By | atp-lab-03 | 10   | -5   |
         """
-        self.ctx.input_options(via, verify)
-        steps = self.ctx.pointer(vm).move_by(dx, dy)
+        steps = self.ctx.perform_input(
+            vm,
+            lambda sink, sleep: self.ctx.pointer(vm, sink, sleep).move_by(dx, dy),
+            via=via,
+            verify=verify,
+            what=f"Move Mouse By {dx} {dy}",
+        )
         logger.info(f"Moved the mouse of VM '{vm}' by ({dx}, {dy}) in {len(steps)} step(s).")
 
     @keyword("Click")
@@ -75,11 +86,16 @@ class MouseKeywords:
         self.ctx.input_options(via, verify)
         if (x is None) != (y is None):
             raise ConfigurationError("Click needs both x and y, or neither (click where the pointer is)")
-        button = coerce_enum(MouseButton, button)
-        pointer = self.ctx.pointer(vm)
-        if x is not None and y is not None:
-            pointer.move_to(x, y)
-        pointer.click(button, 2 if double else 1)
+        chosen = coerce_enum(MouseButton, button)
+
+        def action(sink: EventSink, sleep: Sleep) -> None:
+            pointer = self.ctx.pointer(vm, sink, sleep)
+            if x is not None and y is not None:
+                pointer.move_to(x, y)
+            pointer.click(chosen, 2 if double else 1)
+
+        self.ctx.perform_input(vm, action, via=via, verify=verify, what=f"Click {chosen.value}")
+        button = chosen
         where = f"at ({x}, {y})" if x is not None else "at the pointer"
         logger.info(f"{'Double-clicked' if double else 'Clicked'} {button.value} on VM '{vm}' {where}.")
 
@@ -98,9 +114,14 @@ class MouseKeywords:
         | Scroll    | atp-lab-03 | 3        |             |
         | Scroll    | atp-lab-03 | 1        | UP          |
         """
-        self.ctx.input_options(via, verify)
         direction = coerce_enum(ScrollDirection, direction)
-        self.ctx.pointer(vm).scroll(direction, clicks)
+        self.ctx.perform_input(
+            vm,
+            lambda sink, sleep: self.ctx.pointer(vm, sink, sleep).scroll(direction, clicks),
+            via=via,
+            verify=verify,
+            what=f"Scroll {direction.name.lower()} {clicks}",
+        )
         logger.info(f"Scrolled {direction.name.lower()} {clicks} notch(es) on VM '{vm}'.")
 
     @keyword("Drag From To")
@@ -124,7 +145,16 @@ class MouseKeywords:
         | =Keyword=    | =VM=       | =x1= | =y1= | =x2= | =y2= |
         | Drag From To | atp-lab-03 | 10   | 10   | 300  | 200  |
         """
-        self.ctx.input_options(via, verify)
-        button = coerce_enum(MouseButton, button)
-        self.ctx.pointer(vm).drag((x1, y1), (x2, y2), button, max(1, steps), step_delay.total_seconds())
+        chosen = coerce_enum(MouseButton, button)
+        pause = to_seconds(step_delay)
+        self.ctx.perform_input(
+            vm,
+            lambda sink, sleep: self.ctx.pointer(vm, sink, sleep).drag(
+                (x1, y1), (x2, y2), chosen, max(1, steps), pause
+            ),
+            via=via,
+            verify=verify,
+            what="Drag From To",
+        )
+        button = chosen
         logger.info(f"Dragged {button.value} on VM '{vm}' from ({x1}, {y1}) to ({x2}, {y2}).")

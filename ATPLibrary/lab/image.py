@@ -127,8 +127,14 @@ def _hash(obj: object) -> str:
 
 
 def _recipe_digest() -> dict[str, str]:
+    from ATPLibrary.agent.package import agent_sources
+
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(GUEST_FILES.iterdir())}
     digest["image.py"] = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    agent = hashlib.sha256()
+    for name, source in sorted(agent_sources().items()):
+        agent.update(name.encode() + b"\0" + source.read_bytes())
+    digest["verification-agent"] = agent.hexdigest()  # the image carries the agent: rebuild when it changes
     return digest
 
 
@@ -373,6 +379,12 @@ def _build_rootfs(out: Path, base_root: Path) -> None:
         link.symlink_to("shutdown")
     _install("atp-console.sh", stage / "etc" / "profile.d" / "atp-console.sh", 0o644)
     (stage / "etc" / "atp" / "init.d").mkdir(parents=True, exist_ok=True)
+    _install("50-verification-agent", stage / "etc" / "atp" / "init.d" / "50-verification-agent")
+    from ATPLibrary.agent.package import build_zip
+
+    agent_dir = stage / "usr" / "local" / "lib" / "atp"
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    build_zip(agent_dir).chmod(0o644)
     (stage / "etc" / "hostname").write_text("atp-lab\n")
     used_mb = int(run(["du", "-sm", str(stage)], timeout=120).stdout.split()[0])
     size_mb = used_mb + used_mb // 3 + 48

@@ -95,10 +95,10 @@ def test_input_options_default_to_the_library_and_refuse_what_is_missing() -> No
     ctx = LibraryContext()
     assert ctx.input_options(None, None) == (InputTransport.QMP, False)
     assert ctx.input_options(InputTransport.QMP, False) == (InputTransport.QMP, False)
+    assert ctx.input_options("QMP", True) == (InputTransport.QMP, True)
+    assert LibraryContext(verify=True).input_options(None, None) == (InputTransport.QMP, True)
     with pytest.raises(ConfigurationError, match="via=spice"):
         ctx.input_options(InputTransport.SPICE, None)
-    with pytest.raises(ConfigurationError, match="verify"):
-        ctx.input_options(None, True)
     spice_by_default = LibraryContext(via=InputTransport.SPICE)
     with pytest.raises(ConfigurationError, match="via=spice"):
         spice_by_default.input_options(None, None)
@@ -111,3 +111,16 @@ def test_timeout_scale_multiplies_default_and_explicit_timeouts() -> None:
     assert ctx.seconds("2s") == 5.0
     with pytest.raises(ConfigurationError):
         LibraryContext(timeout_scale=0)
+
+
+def test_recording_sink_replays_the_same_commands_and_pauses() -> None:
+    from ATPLibrary.input.recording import RecordingSink
+
+    recorder = RecordingSink()
+    pointer = QmpPointer(recorder, lambda: (720, 400), sleep=recorder.sleep)
+    pointer.drag((0, 0), (719, 399), MouseButton.LEFT, steps=2, step_delay=0.01)
+    assert [kind for kind, _ in recorder.steps].count("sleep") == 2
+    sink, pauses = Sink(), []
+    assert recorder.replay(sink, pauses.append) == len(sink.reports) == 5
+    assert pauses == [0.01, 0.01]
+    assert [e for r in sink.reports for e in r] == recorder.events

@@ -791,13 +791,13 @@ class _RecordingMonitor:
         return 1
 
 
-def test_typing_never_splits_a_character_or_exceeds_60_events() -> None:
+def test_typing_never_splits_a_character_or_exceeds_48_events() -> None:
     monitor = _RecordingMonitor()
     layout = Layout("XX", {"x": ("x", ("shift", "alt_r")), "a": "a"})  # 6 and 2 events per character
     text = "x" * 12 + "a" * 20
     commands = QmpKeyboard(cast(Any, monitor), layout=layout).type_text(text)
     assert commands == len(monitor.batches)
-    assert [len(b) for b in monitor.batches] == [10 * 6, 2 * 6 + 13 * 2, 7 * 2]
+    assert [len(b) for b in monitor.batches] == [8 * 6, 4 * 6 + 8 * 2, 12 * 2]
     seq = [(e["data"]["key"]["data"], e["data"]["down"]) for b in monitor.batches for e in b]
     assert seq[:6] == [("shift", True), ("alt_r", True), ("x", True), ("x", False), ("alt_r", False), ("shift", False)]
     assert [q for q, down in seq if down and q in "xa"] == list(text)

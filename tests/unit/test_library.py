@@ -48,6 +48,23 @@ KEYWORDS = {
     "Register Keyword To Run On Failure",
     "Acquire VM",
     "Release VM",
+    "Close All Channels",
+    "Close Channel",
+    "Deploy Verification Agent",
+    "Download File From Guest",
+    "Get Verification Latencies",
+    "Guest File Should Exist",
+    "Guest File Should Not Exist",
+    "Input Should Be Received",
+    "Open Channel",
+    "Read Bytes From Channel",
+    "Read From Channel",
+    "Start Verification Server",
+    "Stop Verification Server",
+    "Switch Channel",
+    "Upload File To Guest",
+    "Verification Agent Should Be Connected",
+    "Write To Channel",
 }
 
 

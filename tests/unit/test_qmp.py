@@ -8,6 +8,7 @@ from fakes import FakeTarget
 
 from ATPLibrary.errors import KeyMapError, QMPCommandError, QMPError
 from ATPLibrary.qmp import LibvirtQmpTransport, MonitorClient, QmpKeyboard, QmpTransport, chunk_events
+from ATPLibrary.qmp.keyboard import CHARS_PER_COMMAND
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -117,7 +118,7 @@ def test_type_text_is_exact_with_explicit_shift_and_batches_of_15() -> None:
     text = "Hello_World-42 (a>b) & {x|y} #~$ tail aabbcc  ::\n"
     commands = QmpKeyboard(monitor).type_text(text)
     batches = fake.input_batches()
-    assert commands == len(batches) == -(-len(text) // 15)
+    assert commands == len(batches) == -(-len(text) // CHARS_PER_COMMAND)
     assert all(len(b) <= 60 for b in batches)
     seq = fake.key_sequence()
     # reconstruct the typed text from the events: shift state + key downs

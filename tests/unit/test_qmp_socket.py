@@ -21,6 +21,7 @@ from ATPLibrary.errors import QMPCommandError, QMPError, WaitTimeoutError
 from ATPLibrary.keywords.context import LibraryContext
 from ATPLibrary.keywords.qmp import QmpKeywords
 from ATPLibrary.qmp import LibvirtQmpTransport, MonitorClient, QmpKeyboard, QmpTransport, SocketQmpTransport
+from ATPLibrary.qmp.keyboard import CHARS_PER_COMMAND
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -565,7 +566,7 @@ def test_input_events_are_chunked_to_at_most_60_per_command_over_the_socket(serv
     text = "Hello_World-42 (a>b) & {x|y} #~$ tail"
     QmpKeyboard(monitor).type_text(text)
     batches = [c["arguments"]["events"] for c in server.commands("input-send-event")][5:]
-    assert len(batches) == -(-len(text) // 15)
+    assert len(batches) == -(-len(text) // CHARS_PER_COMMAND)
     assert max(len(b) for b in batches) <= 60
 
 
