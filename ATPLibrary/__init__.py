@@ -192,6 +192,16 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         except Exception:
             self._run_on_failure()
             raise
+        finally:
+            self._relay_verification_notices()
+
+    def _relay_verification_notices(self) -> None:
+        """The verification server's warnings (rejected agents, lost sessions) into log.html: Robot only
+        takes log messages from the thread that runs the keyword."""
+        server = self.ctx.verification
+        if server is not None:
+            for notice in server.notices():
+                logger.warn(f"Verification server: {notice}")
 
     def _run_on_failure(self) -> None:
         keyword, vm = self.ctx.run_on_failure, self.ctx.last_vm

@@ -368,9 +368,7 @@ class HostConnection:
                 last_request = self._clock()
             self._sleep(min(poll, max(deadline.remaining(), 0.001)))
 
-    def wait_for_state(
-        self, name: str, state: VMState | str, timeout: float, *, poll: float = 0.2
-    ) -> VMState:
+    def wait_for_state(self, name: str, state: VMState | str, timeout: float, *, poll: float = 0.2) -> VMState:
         """Poll until the domain is in ``state``; VMStateTimeout names the VM, both states and the timeout."""
         wanted = VMState.parse(state)
         deadline = Deadline(timeout, self._clock)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from robot.api import logger
 from robot.api.deco import keyword
 
-from ATPLibrary.keywords.context import LibraryContext
+from ATPLibrary.keywords.context import LibraryContext, to_seconds
 
 NOTHING = ("", "NONE", "NOTHING")
 
@@ -19,7 +19,7 @@ class LibraryKeywords:
         self.ctx = ctx
 
     @keyword("Set ATP Timeout")
-    def set_atp_timeout(self, timeout: timedelta) -> str:
+    def set_atp_timeout(self, timeout: timedelta | str | float) -> str:
         """Sets the default timeout of every keyword that waits and returns the previous one.
 
         The library's ``timeout_scale`` still multiplies it.
@@ -29,6 +29,7 @@ class LibraryKeywords:
         | ...          | Set ATP Timeout | ${old}    |
         """
         old = self.ctx.timeout
+        timeout = timedelta(seconds=to_seconds(timeout))
         self.ctx.timeout = timeout
         logger.info(f"Default timeout is now {timeout} (was {old}).")
         return str(old.total_seconds()) + " seconds"

@@ -16,6 +16,7 @@ from robot.api.deco import keyword
 from ATPLibrary._version import __version__
 from ATPLibrary.agent.package import build_zip
 from ATPLibrary.errors import ConfigurationError, VerificationError
+from ATPLibrary.input.mouse import coerce_enum
 from ATPLibrary.keywords.context import LibraryContext
 from ATPLibrary.qga.files import GuestFiles
 from ATPLibrary.verification.matcher import text_events
@@ -132,6 +133,7 @@ class VerificationKeywords:
         | Deploy Verification Agent | atp-lab-01 | transport=tcp   | port=/dev/virtio-ports/com.atp.verifier.tcp.0 |
         | Deploy Verification Agent | win10-07   | transport=tcp   | server=10.0.0.5:8766 | guest_os=windows     |
         """
+        transport, guest_os = coerce_enum(AgentTransport, transport), coerce_enum(GuestOS, guest_os)
         seconds = self.ctx.seconds(timeout)
         guest = self.ctx.agent(vm)
         files = GuestFiles(guest)
@@ -176,7 +178,8 @@ class VerificationKeywords:
         else:
             command = shlex.join([python, zip_path, *args])
             guest.run_shell(
-                "pkill -f 'atp-agent.pyz' ; sleep 0.2; "
+                # Stop every running agent; this shell's own command line names the agent too, so skip $$.
+                'for p in $(pgrep -f \'atp-agent[.]pyz\'); do [ "$p" != $$ ] && kill "$p"; done; sleep 0.2; '
                 f"nohup {command} </dev/null >/dev/null 2>&1 & echo $! > {folder}/agent.pid",
                 timeout=seconds,
             )

@@ -245,9 +245,7 @@ class GuestAgent:
         """``guest-exec``; if qemu-ga is not connected (nothing delivered), wait for it and send once more."""
         for attempt in (1, 2):
             try:
-                return self.raw(
-                    "guest-exec", arguments, timeout=deadline.agent_timeout(self.call_timeout_cap)
-                )
+                return self.raw("guest-exec", arguments, timeout=deadline.agent_timeout(self.call_timeout_cap))
             except libvirt.libvirtError as err:
                 undelivered = is_agent_not_ready(err) and "not connected" in str(err).lower()
                 if attempt == 2 or not undelivered or deadline.expired:
@@ -292,8 +290,7 @@ class GuestAgent:
             if remaining <= 0:
                 note = self._kill(pid)
                 raise GuestCommandError(
-                    f"{self._where()}: command '{shown}' did not finish within {format_seconds(timeout)}; "
-                    f"{note}"
+                    f"{self._where()}: command '{shown}' did not finish within {format_seconds(timeout)}; {note}"
                 )
             self._sleep(min(next(delays), remaining))
 
@@ -307,9 +304,7 @@ class GuestAgent:
         attempts = (("/bin/sh", ["-c", script]), ("taskkill", ["/F", "/T", "/PID", str(pid)]))
         for path, args in attempts:
             try:
-                killer = self.raw(
-                    "guest-exec", {"path": path, "arg": args, "capture-output": True}, timeout=2
-                )
+                killer = self.raw("guest-exec", {"path": path, "arg": args, "capture-output": True}, timeout=2)
             except (libvirt.libvirtError, GuestAgentError) as err:
                 log.debug("kill via %s failed: %s", path, err)
                 continue
