@@ -15,7 +15,7 @@ HOST_PACKAGES := $(shell sed -e 's/\#.*//' ATPLibrary/lab/host-packages.txt)
 TEST_PACKAGES := openssh-server openssh-client
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs bench clean
+.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs bench bench-verification clean
 
 all: install
 
@@ -74,6 +74,11 @@ test: install test-packages
 bench: install
 	$(BIN)/atp lab up --vms $(VMS)
 	timeout 600 $(BIN)/python bench/bench_typing.py
+
+# Verification latency, injection -> guest report, on 1 and on 8 guests at once, beside the qemu-ga ping floor.
+bench-verification: install
+	$(BIN)/atp lab up --vms 8
+	timeout 900 $(BIN)/python bench/bench_verification.py --guests 8 --events 1000
 
 unit: install
 	$(BIN)/pytest -q tests/unit
