@@ -58,6 +58,15 @@ def eviocgname(size: int = 256) -> int:
     return _ioc_read(0x06, size)
 
 
+#: struct input_absinfo: value, minimum, maximum, fuzz, flat, resolution (six signed 32-bit integers).
+ABSINFO = struct.Struct("6i")
+
+
+def eviocgabs(code: int) -> int:
+    """EVIOCGABS(code) = _IOR('E', 0x40 + code, struct input_absinfo)."""
+    return _ioc_read(0x40 + code, ABSINFO.size)
+
+
 def eviocgbit(ev: int, size: int) -> int:
     """``EVIOCGBIT(ev, len)``: the bitmap of codes of event type ``ev`` (``ev=0``: of event types)."""
     return _ioc_read(0x20 + ev, size)
@@ -124,7 +133,18 @@ class _Device:
     partial: bytes = b""
 
     def describe(self) -> dict[str, Any]:
-        return {"path": self.path, "name": self.name, "classes": list(self.classes)}
+        info: dict[str, Any] = {"path": self.path, "name": self.name, "classes": list(self.classes)}
+        if "tablet" in self.classes:
+            # The current absolute position: the kernel reports no event for a move to where it already is.
+            positions = {}
+            for code in (0, 1):  # ABS_X, ABS_Y
+                with contextlib.suppress(OSError):
+                    buf = bytearray(ABSINFO.size)
+                    fcntl.ioctl(self.fd, eviocgabs(code), buf, True)
+                    positions[str(code)] = ABSINFO.unpack(buf)[0]
+            if positions:
+                info["abs"] = positions
+        return info
 
 
 @dataclass

@@ -32,6 +32,9 @@ from ATPLibrary.verification.session import SessionInfo
 
 T = TypeVar("T")
 Sleep = Callable[[float], None]
+#: How long after unverified input a verified keyword waits before it starts collecting events (the guest's
+#: reports of the earlier input take a few ms, tens under load).
+SETTLE_AFTER_UNVERIFIED = 0.3
 
 
 class LibraryContext:
@@ -65,6 +68,8 @@ class LibraryContext:
         self.verification: VerificationServer | None = None
         #: Per VM, the verification server's mark taken when the last input keyword started.
         self.input_marks: dict[str, int] = {}
+        #: Per VM, when the last unverified input was sent (a verified keyword right after it waits a moment).
+        self.unverified_sent: dict[str, float] = {}
         #: Keys held down with `Hold Key`, per VM, released at the end of each test.
         self.held_keys: dict[str, list[KeyRecord]] = {}
         self.default_uri = uri
@@ -124,7 +129,9 @@ class LibraryContext:
     def verification_server(self) -> VerificationServer:
         """The library's verification server, started on first use (no network listener until asked)."""
         if self.verification is None:
-            self.verification = VerificationServer()
+            # Keywords register every expectation before they send anything, so no event can come early;
+            # an early window would only let late events of the previous (unverified) keyword in.
+            self.verification = VerificationServer(early_window=0.0)
         if not self.verification.running:
             self.verification.start()
         return self.verification
@@ -179,7 +186,15 @@ class LibraryContext:
         if server is not None and server.running and server.is_connected(vm):
             self.input_marks[vm] = server.mark(vm)  # Input Should Be Received compares from here
         if not verified:
-            return action(self.monitor(vm), time.sleep)
+            try:
+                return action(self.monitor(vm), time.sleep)
+            finally:
+                self.unverified_sent[vm] = time.monotonic()
+        # Events of an unverified keyword sent just before may still be on their way from the guest: let them
+        # arrive before this keyword's expectation starts collecting, or they would count as extra input.
+        since = time.monotonic() - self.unverified_sent.pop(vm, float("-inf"))
+        if since < SETTLE_AFTER_UNVERIFIED:
+            time.sleep(SETTLE_AFTER_UNVERIFIED - since)
         recorder = RecordingSink()
         result = action(recorder, recorder.sleep)
         timeout = self.seconds(None)

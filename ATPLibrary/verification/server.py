@@ -549,6 +549,7 @@ class VerificationServer:
                 del self._sessions[vm]
             await session.close_channel()
             return reason
+        self._seed_abs(vm, session.hello)
         status.event.set()
         log.info(
             "Verification agent of VM '%s' connected over %s from %s (agent %s on %s)",
@@ -572,6 +573,16 @@ class VerificationServer:
                 level, "Verification agent session of VM '%s' over %s ended: %s", vm, session.transport, reason
             )
         return reason
+
+    def _seed_abs(self, vm: str, hello: dict[str, Any]) -> None:
+        """Start from the absolute pointer position the agent read at connect time (``devices[].abs``): the
+        kernel reports no event for a move to the position it already has, so a fresh server must know it."""
+        inbox = self._inbox(vm)
+        for device in hello.get("devices") or []:
+            if isinstance(device, dict) and "tablet" in (device.get("classes") or []):
+                for code, value in (device.get("abs") or {}).items():
+                    with contextlib.suppress(TypeError, ValueError):
+                        inbox.last_abs[int(code)] = int(value)
 
     def _inbox(self, vm: str) -> VMInbox:
         inbox = self._inboxes.get(vm)
