@@ -183,18 +183,21 @@ class LibraryContext:
         and checked against what the guest's verification agent reports."""
         _via, verified = self.input_options(via, verify)
         server = self.verification
-        if server is not None and server.running and server.is_connected(vm):
+        watched = server is not None and server.running and server.is_connected(vm)
+        if verified or watched:
+            # Reports of unverified input sent just before may still be on their way from the guest: let them
+            # arrive before this keyword starts collecting (or marks where `Input Should Be Received` starts),
+            # or they would count as this keyword's input.
+            since = time.monotonic() - self.unverified_sent.pop(vm, float("-inf"))
+            if since < SETTLE_AFTER_UNVERIFIED:
+                time.sleep(SETTLE_AFTER_UNVERIFIED - since)
+        if watched and server is not None:
             self.input_marks[vm] = server.mark(vm)  # Input Should Be Received compares from here
         if not verified:
             try:
                 return action(self.monitor(vm), time.sleep)
             finally:
                 self.unverified_sent[vm] = time.monotonic()
-        # Events of an unverified keyword sent just before may still be on their way from the guest: let them
-        # arrive before this keyword's expectation starts collecting, or they would count as extra input.
-        since = time.monotonic() - self.unverified_sent.pop(vm, float("-inf"))
-        if since < SETTLE_AFTER_UNVERIFIED:
-            time.sleep(SETTLE_AFTER_UNVERIFIED - since)
         recorder = RecordingSink()
         result = action(recorder, recorder.sleep)
         timeout = self.seconds(None)

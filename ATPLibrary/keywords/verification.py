@@ -230,7 +230,9 @@ class VerificationKeywords:
 
         Compares the key events the verification agent reported (every character in order, none missing,
         none extra) and fails naming the first differing position, the expected and the received character.
-        Use it after input sent without ``verify=True``.
+        Use it after input sent without ``verify=True``. While an agent is connected, an input keyword that
+        follows other unverified input within 0.3 s first waits out the rest of that time, so that late
+        reports of the earlier input are not taken for its own.
 
         | =Keyword=                | =VM=       | =Text=  |
         | Type Text                | atp-lab-01 | abcdef  |
