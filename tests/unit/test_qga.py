@@ -240,3 +240,19 @@ def test_exec_waits_for_an_agent_that_is_not_connected_yet() -> None:
         GuestAgentNotResponding, match=r"could not run 'echo up'.*not responding within 5 seconds"
     ):
         agent.run_shell("echo up", timeout=5)
+
+
+def test_too_much_input_data_fails_before_anything_is_sent() -> None:
+    from ATPLibrary.errors import ConfigurationError
+    from ATPLibrary.qga.agent import MAX_INPUT_DATA, GuestAgent
+
+    sent: list[str] = []
+
+    def agent_command(dom: object, cmd: str, timeout: int, flags: int) -> str:
+        sent.append(cmd)
+        return '{"return": {}}'
+
+    agent = GuestAgent(FakeTarget(), agent_command=agent_command)
+    with pytest.raises(ConfigurationError, match="Upload File To Guest"):
+        agent.run_shell("cat > /tmp/big", input_data=b"x" * (MAX_INPUT_DATA + 1))
+    assert sent == []
