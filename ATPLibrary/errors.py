@@ -173,3 +173,25 @@ class VerificationDroppedEvents(VerificationFailed):
 
 class VerificationAgentLost(VerificationFailed):
     """The verification agent's session ended while a check was waiting."""
+
+
+class VdiError(ATPError):
+    """The VDI platform answered with an error envelope (``status != 0``). ``code`` and ``msg`` are the platform's."""
+
+    def __init__(self, message: str, code: int = -1, msg: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.msg = msg
+
+
+class VdiBatchError(VdiError):
+    """A batch operation partly failed: ``errors`` lists ``(domain_id, domain_name, error_msg)`` per failed VM."""
+
+    def __init__(self, message: str, errors: Any = None, result: Any = None) -> None:
+        super().__init__(message, code=0, msg="")
+        self.errors = errors or []
+        self.result = result
+
+
+class VdiConnectionError(VdiError):
+    """The VDI platform could not be reached (after the retries allowed for the request)."""
