@@ -43,6 +43,7 @@ from ATPLibrary.vdi.routes import Route
 log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = 1006
+_PAGING = ("pageNum", "pageSize")
 _CANNOT_HAVE_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
@@ -147,6 +148,7 @@ class VdiClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
     ) -> Any:
+        route.check_query({k: v for k, v in (params or {}).items() if not (route.paged and k in _PAGING)})
         if self.token is None:
             self.login()
         url = route.format(**(path or {}))

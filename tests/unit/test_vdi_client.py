@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ATPLibrary.errors import VdiBatchError, VdiConnectionError, VdiError, WaitTimeoutError
+from ATPLibrary.errors import ConfigurationError, VdiBatchError, VdiConnectionError, VdiError, WaitTimeoutError
 from ATPLibrary.vdi import VdiClient, md5_password
 from ATPLibrary.vdi.models import Event, SpiceInfo
 
@@ -284,3 +284,10 @@ def test_non_json_and_http_errors() -> None:
         c.get_host("a")
     with pytest.raises(VdiError, match="HTTP 502"):
         c.get_host("b")
+
+
+def test_unknown_filter_is_rejected_before_sending() -> None:
+    server = Server()
+    with pytest.raises(ConfigurationError, match="domain_id"):
+        list(client(server).list_vms(domain_id="x"))
+    assert server.requests == []

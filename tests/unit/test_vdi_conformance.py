@@ -369,3 +369,12 @@ def test_off_spec_routes_are_rejected() -> None:
 def test_undeclared_query_parameter_is_rejected() -> None:
     with pytest.raises(AssertionError, match="query parameters not in the spec"):
         validate_request(_request("GET", "/ocloud/v1/domain", params={"page": "1"}))
+
+
+def test_route_query_names_match_the_spec() -> None:
+    for route in R.ALL_ROUTES:
+        operation = raw_spec()["paths"][route.path][route.method.lower()]
+        declared = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+        paging = {"pageNum", "pageSize"}
+        assert route.paged == (paging <= declared), f"{route}: paged={route.paged} but the spec declares {declared}"
+        assert route.query == declared - (paging if route.paged else set()), f"{route}: query names differ from spec"
