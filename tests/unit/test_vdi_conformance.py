@@ -23,10 +23,11 @@ import pytest
 openapi_core = pytest.importorskip("openapi_core")
 
 from openapi_core import OpenAPI  # noqa: E402
-from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest  # noqa: E402
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse  # noqa: E402
 from openapi_core.validation.request.exceptions import RequestValidationError  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 from werkzeug.wrappers import Request as WerkzeugRequest  # noqa: E402
+from werkzeug.wrappers import Response as WerkzeugResponse  # noqa: E402
 
 from ATPLibrary.vdi import VdiClient  # noqa: E402
 from ATPLibrary.vdi import routes as R  # noqa: E402
@@ -124,6 +125,24 @@ def _template_for(path: str, method: str | None = None) -> str | None:
     return best[1] if best else None
 
 
+def _werkzeug_request(request: httpx.Request) -> WerkzeugOpenAPIRequest:
+    environ = EnvironBuilder(
+        method=request.method,
+        base_url=BASE,
+        path=request.url.path,
+        query_string=request.url.query.decode(),
+        headers={k: v for k, v in request.headers.items() if k.lower() not in {"content-length", "host"}},
+        data=request.content,
+    ).get_environ()
+    return WerkzeugOpenAPIRequest(WerkzeugRequest(environ))
+
+
+def validate_response(request: httpx.Request, response: httpx.Response) -> None:
+    """The recorder's canned replies must themselves fit the (closed) response schemas."""
+    reply = WerkzeugResponse(response.content, status=response.status_code, content_type="application/json")
+    openapi().validate_response(_werkzeug_request(request), WerkzeugOpenAPIResponse(reply))
+
+
 def validate_request(request: httpx.Request) -> None:
     """Raise AssertionError (or openapi-core's error) if the request is not one the spec allows."""
     path = request.url.path
@@ -136,15 +155,7 @@ def validate_request(request: httpx.Request) -> None:
     assert not extra, f"{request.method} {template}: query parameters not in the spec: {sorted(extra)}"
     if request.content:
         assert "requestBody" in operation, f"{request.method} {template}: the spec declares no body"
-    environ = EnvironBuilder(
-        method=request.method,
-        base_url=BASE,
-        path=path,
-        query_string=request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query,
-        headers={k: v for k, v in request.headers.items() if k.lower() not in {"content-length", "host"}},
-        data=request.content,
-    ).get_environ()
-    openapi().validate_request(WerkzeugOpenAPIRequest(WerkzeugRequest(environ)))
+    openapi().validate_request(_werkzeug_request(request))
 
 
 # ------------------------------------------------------------------ recorder
@@ -187,7 +198,7 @@ REPLIES: dict[tuple[str, str], Any] = {
     ("GET", "/ocloud/v1/host/all"): [HOST],
     ("GET", "/ocloud/v1/host/{id}"): HOST,
     ("GET", "/ocloud/v1/user"): _page(USER),
-    ("GET", "/ocloud/v1/user/detail"): USER,
+    ("GET", "/ocloud/v1/user/detail"): {"sAMAccountName": "alice", "displayName": "Alice", "mail": "a@x"},
     ("GET", "/ocloud/v1/group/tree"): [{"id": "g-1", "ou": "QA", "distinguishedName": "OU=QA,DC=x", "list": []}],
     ("GET", "/ocloud/v1/event/{id}"): {"id": "ev-1", "isSuccess": 0},
 }
@@ -196,6 +207,7 @@ REPLIES: dict[tuple[str, str], Any] = {
 class Recorder:
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
+        self.exchanges: list[tuple[httpx.Request, httpx.Response]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -204,7 +216,9 @@ class Recorder:
         data = REPLIES.get((request.method, template))
         if data is not None:
             body["data"] = data
-        return httpx.Response(200, json=body)
+        response = httpx.Response(200, json=body)
+        self.exchanges.append((request, response))
+        return response
 
 
 def make_client(recorder: Recorder) -> VdiClient:
@@ -299,8 +313,9 @@ def test_method_sends_only_spec_requests(name: str) -> None:
     client = make_client(recorder)
     CALLS[name](client)
     assert recorder.requests, f"{name} sent no request"
-    for request in recorder.requests:
+    for request, response in recorder.exchanges:
         validate_request(request)
+        validate_response(request, response)
 
 
 def test_every_route_constant_exists_in_the_spec() -> None:
@@ -378,3 +393,11 @@ def test_route_query_names_match_the_spec() -> None:
         paging = {"pageNum", "pageSize"}
         assert route.paged == (paging <= declared), f"{route}: paged={route.paged} but the spec declares {declared}"
         assert route.query == declared - (paging if route.paged else set()), f"{route}: query names differ from spec"
+
+
+def test_closed_response_schema_rejects_an_unknown_field() -> None:
+    request = _request("GET", "/ocloud/v1/event/ev-1")
+    validate_response(request, httpx.Response(200, json={"status": 0, "msg": "", "data": {"isSuccess": 0}}))
+    with pytest.raises(Exception, match="done"):  # noqa: B017 - openapi-core's response error types vary
+        bad = {"status": 0, "msg": "", "data": {"isSuccess": 0, "done": True}}
+        validate_response(request, httpx.Response(200, json=bad))
