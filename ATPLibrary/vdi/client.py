@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from ATPLibrary.errors import VdiBatchError, VdiConnectionError, VdiError, WaitTimeoutError
+from ATPLibrary.errors import ConfigurationError, VdiBatchError, VdiConnectionError, VdiError, WaitTimeoutError
 from ATPLibrary.vdi import routes as R
 from ATPLibrary.vdi.models import (
     BatchResult,
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = 1006
 _PAGING = ("pageNum", "pageSize")
+_USER_FIELDS = frozenset({"givenName", "idNumber", "mail", "mobile", "sn"})  # UserCreateParam besides the two above
 _CANNOT_HAVE_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
@@ -411,6 +412,12 @@ class VdiClient:
 
     def create_user(self, sam_account_name: str, group: str, **fields: Any) -> None:
         """Create a user (``UserCreateParam``: extra ``fields`` use the spec's names: ``sn``, ``givenName``, …)."""
+        unknown = set(fields) - _USER_FIELDS
+        if unknown:
+            raise ConfigurationError(
+                f"create_user: unknown field(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {', '.join(sorted(_USER_FIELDS))}"
+            )
         self._call(R.USER_CREATE, body={"sAMAccountName": sam_account_name, "group": group, **fields})
 
     def ou_tree(self) -> list[OrgUnit]:

@@ -291,3 +291,10 @@ def test_unknown_filter_is_rejected_before_sending() -> None:
     with pytest.raises(ConfigurationError, match="domain_id"):
         list(client(server).list_vms(domain_id="x"))
     assert server.requests == []
+
+
+def test_create_user_rejects_fields_the_spec_lacks() -> None:
+    server = Server()
+    with pytest.raises(ConfigurationError, match="password"):
+        client(server).create_user("bob", "OU=QA,DC=x", password="x")
+    assert server.requests == []
