@@ -54,8 +54,13 @@ def typing_rate(lib: ATPLibrary, vm: str, count: int, seed: int) -> None:
     text = "\n".join(lines) + "\n"
     path = "/tmp/bench-typed.txt"
     kw(lib, "Execute Command In Guest", vm, f"rm -f {path}")
+    kw(lib, "Press Keys", vm, "ctrl+c")  # start from an empty command line
     kw(lib, "Type Text", vm, f"cat > {path}\n")
-    wait_file(lib, vm, path, "", 15)
+    deadline = time.monotonic() + 15
+    while kw(lib, "Execute Command In Guest", vm, f"test -e {path}", expected_rc="any").rc != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{vm}: `cat > {path}` did not start on the console; is its shell at a prompt?")
+        time.sleep(0.05)
     started = time.monotonic()
     kw(lib, "Type Text", vm, text)
     sent = time.monotonic()
