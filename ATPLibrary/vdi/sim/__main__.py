@@ -1,0 +1,45 @@
+"""``python -m ATPLibrary.vdi.sim --port 8088 --db PATH --token-lifetime S``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ATPLibrary.vdi.sim import Timings, make_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ATPLibrary.vdi.sim", description="OCloudView VDI simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8088, help="0 = a free port")
+    parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    parser.add_argument("--username", default="admin")
+    parser.add_argument(
+        "--password-env", default="ATP_VDI_SIM_PASSWORD", help="environment variable holding the admin password"
+    )
+    parser.add_argument("--token-lifetime", type=float, default=1800.0, help="seconds")
+    parser.add_argument("--transition", type=float, default=1.0, help="seconds a VM stays in status 5")
+    args = parser.parse_args(argv)
+    password = os.environ.get(args.password_env, "11111111")
+    server = make_server(
+        port=args.port,
+        db=args.db,
+        username=args.username,
+        password=password,
+        token_lifetime=args.token_lifetime,
+        timings=Timings.uniform(args.transition),
+        host=args.host,
+    )
+    print(f"VDI simulator on {server.url} (db {args.db})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
