@@ -48,9 +48,15 @@ def _lab_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vdi_sim(args: argparse.Namespace) -> int:
+    from ATPLibrary.vdi.sim.__main__ import main as sim_main
+
+    return sim_main(args.sim_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atp", description="ATPLibrary: test virtual desktops on libvirt/QEMU")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{lab}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{lab,vdi-sim}")
 
     lab = sub.add_parser("lab", help="the local lab of real libvirt/QEMU guests")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,status,down}")
@@ -72,10 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_lab_status)
     down = lab_sub.add_parser("down", help="remove the lab's guests, stop daemons the lab started")
     down.set_defaults(func=_lab_down)
+
+    sim = sub.add_parser(
+        "vdi-sim",
+        help="run the OCloudView VDI platform simulator (options: atp vdi-sim --help)",
+        add_help=False,
+    )
+    sim.set_defaults(func=_vdi_sim, sim_args=[])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["vdi-sim"]:  # its own options, parsed by the simulator
+        return _vdi_sim(argparse.Namespace(sim_args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -259,3 +259,22 @@ def test_lab_never_removes_a_vm_that_a_test_holds(tmp_path: Path, monkeypatch: p
     held.release()
     lab.Lab(log=lambda _m: None)._remove(dom)  # type: ignore[arg-type]
     assert dom.calls == ["destroy", "undefine"]
+
+
+def test_atp_cli_lists_its_commands_and_starts_the_vdi_simulator() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ATPLibrary.cli.main", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "lab" in out and "vdi-sim" in out
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ATPLibrary.cli.main", "vdi-sim", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("VDI simulator on http://127.0.0.1:")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -9,7 +9,7 @@ from ATPLibrary.vdi.sim import Timings, make_server
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ATPLibrary.vdi.sim", description="OCloudView VDI simulator")
+    parser = argparse.ArgumentParser(prog="atp vdi-sim", description="OCloudView VDI simulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8088, help="0 = a free port")
     parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
