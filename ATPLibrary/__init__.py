@@ -52,7 +52,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
       remote hosts work; the default) or ``spice`` (the SPICE inputs channel, as a VDI client sends it; not
       in this version yet).
     - ``verify=True`` checks in a closed loop that the guest received exactly what was sent (needs the
-      verification agent in the guest; not in this version yet).
+      verification agent in the guest: see `Verification`).
 
     Both default to the library's import arguments, so a suite chooses once:
 
@@ -83,12 +83,13 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
 
     = Screens =
 
-    `Take Screenshot` saves a PNG (through libvirt, so remote hosts work) and embeds it in log.html. Needles
-    are openQA-style: a PNG with a JSON file of ``match``/``exclude`` areas, similarity per area (default 96%)
-    and an optional click point; a PNG alone is one area. `Screen Should Match`, `Wait Until Screen Matches`
-    and `Click On Match` use them; `Wait Until Screen Changes` and `Wait Until Screen Is Still` watch the
-    screen (or a region of it, with exclude areas). Relative needle names are looked up in ``${EXECDIR}``
-    and ``${EXECDIR}/needles``. On a mismatch the screen and the needle are shown side by side in the log.
+    `Take Screenshot` saves a PNG (through libvirt, so remote hosts work) and embeds it in log.html.
+    Needles are openQA-style: a PNG with a JSON file of ``match`` and ``exclude`` areas, a similarity per
+    area (default 96 percent) and an optional click point; a PNG alone is one area. `Screen Should Match`,
+    `Wait Until Screen Matches` and `Click On Match` use them. `Wait Until Screen Changes` and
+    `Wait Until Screen Is Still` watch the screen, or a region of it, with exclude areas. Relative needle
+    names are looked up in ``${EXECDIR}`` and ``${EXECDIR}/needles``. On a mismatch the screen and the
+    needle are shown side by side in the log.
 
     = Verification =
 
@@ -168,6 +169,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self._pool = PoolKeywords(self.ctx)
         self._channels = ChannelKeywords(self.ctx)
         self._running_on_failure = False
+        self._failures_shown: set[tuple[object, str, str]] = set()
         DynamicCore.__init__(
             self,
             [
@@ -189,8 +191,8 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     def run_keyword(self, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
         try:
             return DynamicCore.run_keyword(self, name, args, kwargs)
-        except Exception:
-            self._run_on_failure()
+        except Exception as error:
+            self._run_on_failure(error)
             raise
         finally:
             self._relay_verification_notices()
@@ -203,7 +205,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
             for notice in server.notices():
                 logger.warn(f"Verification server: {notice}")
 
-    def _run_on_failure(self) -> None:
+    def _run_on_failure(self, error: BaseException) -> None:
         keyword, vm = self.ctx.run_on_failure, self.ctx.last_vm
         if not keyword or not vm or self._running_on_failure:
             return
@@ -212,6 +214,11 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
             from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
 
             with contextlib.suppress(RobotNotRunningError):  # outside a Robot run there is no log to add to
+                # Once per test, VM and error: retries (Wait Until Keyword Succeeds) add no new pictures.
+                seen = (BuiltIn().get_variable_value("${TEST NAME}"), vm, str(error)[:300])
+                if seen in self._failures_shown:
+                    return
+                self._failures_shown.add(seen)
                 BuiltIn().run_keyword(keyword, vm)
         except Exception as exc:  # a failing screenshot must not hide the real failure
             logger.warn(f"Keyword '{keyword}' run on failure failed too: {exc}")

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
-from ATPLibrary.errors import ConfigurationError
+from ATPLibrary.errors import ConfigurationError, VerificationError
 from ATPLibrary.hosts.connection import DomainHandle, HostConnection
 from ATPLibrary.hosts.registry import HostRegistry
 from ATPLibrary.input.mouse import coerce_enum
@@ -201,7 +201,14 @@ class LibraryContext:
         recorder = RecordingSink()
         result = action(recorder, recorder.sleep)
         timeout = self.seconds(None)
-        self.connect_verification(vm, timeout)
+        try:
+            self.connect_verification(vm, timeout)
+        except VerificationError as exc:
+            raise type(exc)(
+                f"{exc} Nothing was sent to VM '{vm}'. Start the verification agent in the guest (the lab's "
+                "image starts one at boot; `Deploy Verification Agent` installs and starts this library's), "
+                "or send the input without verify=True."
+            ) from exc
         server = self.verification_server()
         self.input_marks[vm] = server.mark(vm)
         handle = server.expect(
