@@ -842,10 +842,12 @@ class Expectation:
         elif reason == "cancelled":
             lines.append(f"Input verification{what} on VM '{vm}' was cancelled.")
         elif reason == "timeout":
-            lines.append(f"Input verification{what} on VM '{vm}' failed: not everything sent arrived within {timeout}.")
+            lines.append(
+                f"Input verification{what} on VM '{vm}' failed: not everything expected arrived within {timeout}."
+            )
         else:
             lines.append(
-                f"Input verification{what} on VM '{vm}' failed: the guest did not receive exactly what was sent "
+                f"Input verification{what} on VM '{vm}' failed: the guest did not receive exactly what was expected "
                 f"(timeout {timeout})."
             )
         if self.text is not None and text_position is not None:
@@ -860,12 +862,12 @@ class Expectation:
         got_count = len(self._seq)
         if self.text is not None:
             if secret:
-                lines.append(f"Sent {len(self.text)} characters ({seq_count} key events); received {got_count}.")
+                lines.append(f"Expected {len(self.text)} characters ({seq_count} key events); received {got_count}.")
             else:
-                lines.append(f"Sent:     {self.text!r} ({seq_count} key events)")
+                lines.append(f"Expected: {self.text!r} ({seq_count} key events)")
                 lines.append(f"Received: {''.join(received_tokens)!r} ({got_count} key events)")
         elif self._seq_expected or self._seq:
-            lines.append(f"Sent:     {_event_list(self._seq_expected, secret)} ({seq_count} events)")
+            lines.append(f"Expected: {_event_list(self._seq_expected, secret)} ({seq_count} events)")
             lines.append(f"Received: {_event_list(self._seq, secret)} ({got_count} events)")
         if position is not None and self._seq_expected is not None:
             i = position - 1
