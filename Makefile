@@ -85,6 +85,7 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check ATPLibrary tests variables bench
+	$(BIN)/ruff format --check ATPLibrary tests variables bench
 	$(BIN)/mypy ATPLibrary
 	$(BIN)/robocop check suites resources
 

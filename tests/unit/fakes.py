@@ -11,9 +11,7 @@ import libvirt
 T = TypeVar("T")
 
 
-def libvirt_error(
-    code: int, message: str = "error", domain: int = libvirt.VIR_FROM_QEMU
-) -> libvirt.libvirtError:
+def libvirt_error(code: int, message: str = "error", domain: int = libvirt.VIR_FROM_QEMU) -> libvirt.libvirtError:
     """A libvirtError carrying ``code``, ``domain`` and ``message`` like the real bindings produce.
 
     (The real constructor reads the thread's last libvirt error, so it is bypassed.)

@@ -113,9 +113,7 @@ class FlakyOpener:
         self.attempts += 1
         if self.opened and self.failures > 0:
             self.failures -= 1
-            raise libvirt_error(
-                libvirt.VIR_ERR_SYSTEM_ERROR, "Failed to connect socket", libvirt.VIR_FROM_RPC
-            )
+            raise libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR, "Failed to connect socket", libvirt.VIR_FROM_RPC)
         conn = FakeConn(f"c{len(self.opened)}")
         self.opened.append(conn)
         return conn

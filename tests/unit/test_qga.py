@@ -106,9 +106,7 @@ def test_run_shell_uses_bin_sh_c_and_passes_input_and_env() -> None:
 
 
 def test_exec_flags_truncated_output_and_keeps_bytes_when_not_utf8() -> None:
-    guest = ExecGuest(
-        polls_before_exit=0, out=b"\xff\xfeok", exitcode=None, extra={"out-truncated": True, "signal": 9}
-    )
+    guest = ExecGuest(polls_before_exit=0, out=b"\xff\xfeok", exitcode=None, extra={"out-truncated": True, "signal": 9})
     agent = GuestAgent(FakeTarget(), agent_command=FakeAgentCommand(guest))
     result = agent.exec("/bin/x")
     assert result.stdout_truncated and result.truncated and not result.stderr_truncated
@@ -133,9 +131,7 @@ def test_exec_timeout_kills_the_process_and_raises_within_the_bound() -> None:
 
 def test_exec_error_reply_becomes_guest_command_error() -> None:
     def agent_command(dom: Any, cmd: str, timeout: int, flags: int) -> str:
-        return (
-            '{"error": {"class": "GenericError", "desc": "Failed to execute child process (No such file)"}}'
-        )
+        return '{"error": {"class": "GenericError", "desc": "Failed to execute child process (No such file)"}}'
 
     agent = GuestAgent(FakeTarget(), agent_command=agent_command)
     with pytest.raises(GuestCommandError, match=r"could not start '/bin/nope'.*No such file"):
@@ -236,9 +232,7 @@ def test_exec_waits_for_an_agent_that_is_not_connected_yet() -> None:
     assert fake.names().count("guest-exec") == 2 and "guest-ping" in fake.names()
 
     state["connected_at"] = 10**9
-    with pytest.raises(
-        GuestAgentNotResponding, match=r"could not run 'echo up'.*not responding within 5 seconds"
-    ):
+    with pytest.raises(GuestAgentNotResponding, match=r"could not run 'echo up'.*not responding within 5 seconds"):
         agent.run_shell("echo up", timeout=5)
 
 
