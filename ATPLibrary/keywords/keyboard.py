@@ -9,6 +9,7 @@ from robot.api.deco import keyword
 from robot.api.types import Secret
 
 from ATPLibrary.input.transport import InputTransport
+from ATPLibrary.keys.keymap import KeyRecord
 from ATPLibrary.keys.layout import KeyAction, get_layout
 from ATPLibrary.keywords.context import LibraryContext, to_seconds
 from ATPLibrary.qmp.keyboard import CHARS_PER_COMMAND, key_event
@@ -119,14 +120,7 @@ class KeyboardKeywords:
         | Type Text   | atp-lab-03 | abc   |
         | Release Key | atp-lab-03 | shift |
         """
-        record = self.ctx.keymap.get(key)
-        self.ctx.perform_input(
-            vm,
-            lambda sink, _sleep: sink.send_input_events([key_event(KeyAction(record, True))]),
-            via=via,
-            verify=verify,
-            what=f"Hold Key {record.name}",
-        )
+        record = self._key_action(vm, key, True, via, verify)
         held = self.ctx.held_keys.setdefault(vm, [])
         if record not in held:
             held.append(record)
@@ -139,14 +133,7 @@ class KeyboardKeywords:
         | =Keyword=   | =VM=       | =Key= |
         | Release Key | atp-lab-03 | shift |
         """
-        record = self.ctx.keymap.get(key)
-        self.ctx.perform_input(
-            vm,
-            lambda sink, _sleep: sink.send_input_events([key_event(KeyAction(record, False))]),
-            via=via,
-            verify=verify,
-            what=f"Release Key {record.name}",
-        )
+        record = self._key_action(vm, key, False, via, verify)
         held = self.ctx.held_keys.get(vm, [])
         if record in held:
             held.remove(record)
@@ -166,6 +153,18 @@ class KeyboardKeywords:
         self.ctx.layout = get_layout(layout)
         logger.info(f"Keyboard layout is now '{self.ctx.layout.name}' (was '{previous}').")
         return previous
+
+    def _key_action(self, vm: str, key: str, down: bool, via: InputTransport | None, verify: bool | None) -> KeyRecord:
+        """One key going down or up on ``vm`` (through the library's input path, so ``verify`` applies)."""
+        record = self.ctx.keymap.get(key)
+        self.ctx.perform_input(
+            vm,
+            lambda sink, _sleep: sink.send_input_events([key_event(KeyAction(record, down))]),
+            via=via,
+            verify=verify,
+            what=f"{'Hold' if down else 'Release'} Key {record.name}",
+        )
+        return record
 
     def release_held_keys(self) -> None:
         """Release every key still held (called at the end of each test); never raises."""

@@ -53,6 +53,17 @@ def new_spice_password(length: int = 16) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def _tcp_channel(port: int, name: str) -> str:
+    """A virtio port whose host side is a TCP client of 127.0.0.1:``port``, reconnecting every second."""
+    return f"""    <channel type='tcp'>
+      <source mode='connect' host='127.0.0.1' service='{port}'>
+        <reconnect enabled='yes' timeout='1'/>
+      </source>
+      <protocol type='raw'/>
+      <target type='virtio' name='{name}'/>
+    </channel>"""
+
+
 def domain_xml(spec: GuestSpec) -> str:
     for sock in (spec.verifier_socket, spec.qmp_socket):
         if len(str(sock)) > MAX_SOCKET_PATH:
@@ -98,20 +109,8 @@ def domain_xml(spec: GuestSpec) -> str:
       <source mode='bind' path={q(str(spec.verifier_socket))}/>
       <target type='virtio' name='{VERIFIER_CHANNEL}'/>
     </channel>
-    <channel type='tcp'>
-      <source mode='connect' host='127.0.0.1' service='{VERIFIER_TCP_PORT}'>
-        <reconnect enabled='yes' timeout='1'/>
-      </source>
-      <protocol type='raw'/>
-      <target type='virtio' name='{VERIFIER_TCP_CHANNEL}'/>
-    </channel>
-    <channel type='tcp'>
-      <source mode='connect' host='127.0.0.1' service='{VERIFIER_WS_PORT}'>
-        <reconnect enabled='yes' timeout='1'/>
-      </source>
-      <protocol type='raw'/>
-      <target type='virtio' name='{VERIFIER_WS_CHANNEL}'/>
-    </channel>
+{_tcp_channel(VERIFIER_TCP_PORT, VERIFIER_TCP_CHANNEL)}
+{_tcp_channel(VERIFIER_WS_PORT, VERIFIER_WS_CHANNEL)}
     <channel type='unix'><target type='virtio' name='{TEST_CHANNEL}'/></channel>
     <input type='tablet' bus='virtio'/>
     <input type='keyboard' bus='virtio'/>
