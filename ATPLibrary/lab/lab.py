@@ -142,11 +142,10 @@ class Lab:
                 accel = self._probe_kvm(conn, names[0], image)
             state.accel = accel
             state.save()
-            offsets: dict[str, int] = {}
             for name in names:
-                offsets[name] = self._ensure_running(conn, name, image, accel)
+                self._ensure_running(conn, name, image, accel)
             deadline_s = timeout if timeout is not None else BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_VM * len(names)
-            self._wait_ready(conn, offsets, deadline_s)
+            self._wait_ready(conn, names, deadline_s)
             lab_vars = self._write_vars(conn, names, accel)
         prune_images(self.dir, keep={image.directory})
         self.log(f"lab up: {len(names)} guests console-ready in {time.monotonic() - started:.1f} s ({accel})")
@@ -227,8 +226,8 @@ class Lab:
             qmp_socket=self._qmp_socket(name),
         )
 
-    def _ensure_running(self, conn: libvirt.virConnect, name: str, image: GuestImage, accel: str) -> int:
-        """Define (or redefine when the image changed) and start ``name``; return the serial log offset."""
+    def _ensure_running(self, conn: libvirt.virConnect, name: str, image: GuestImage, accel: str) -> None:
+        """Define (or redefine when the image changed) and start ``name`` with an empty serial log."""
         password: str | None = None
         dom: libvirt.virDomain | None
         try:
@@ -243,24 +242,24 @@ class Lab:
                 self._remove(dom)
                 dom = None
             elif dom.isActive():
-                return -1  # already running: readiness is read from the whole serial log
+                return  # already running: its serial log holds this boot's marks
         if dom is None:
             xml = domain_xml(self._spec(name, image, accel, password or new_spice_password()))
             dom = conn.defineXML(xml)
-        log_path = self._serial_log(name)
-        offset = log_path.stat().st_size if log_path.exists() else 0
+        # One boot, one log: a mark left by an earlier boot must not count as this boot's (QEMU may truncate the
+        # file when it opens it, so a byte offset taken before the start is no safe bookmark either).
+        self._serial_log(name).unlink(missing_ok=True)
         try:
             dom.create()
         except libvirt.libvirtError as exc:
             raise LabError(f"cannot start {name}: {exc}") from exc
-        return offset
 
     def _probe_kvm(self, conn: libvirt.virConnect, name: str, image: GuestImage) -> str:
         """Try KVM on one guest with a short deadline; fall back to TCG when it does not boot."""
         self.log(f"trying KVM on {name} (boot deadline {KVM_PROBE_TIMEOUT:g} s)")
         try:
-            offset = self._ensure_running(conn, name, image, "kvm")
-            self._wait_ready(conn, {name: offset}, KVM_PROBE_TIMEOUT)
+            self._ensure_running(conn, name, image, "kvm")
+            self._wait_ready(conn, [name], KVM_PROBE_TIMEOUT)
             return "kvm"
         except LabError as exc:
             self.log(f"KVM did not boot a guest ({str(exc).splitlines()[0]}); using TCG")
@@ -268,16 +267,16 @@ class Lab:
                 self._remove(conn.lookupByName(name))
             return "qemu"
 
-    def _wait_ready(self, conn: libvirt.virConnect, offsets: dict[str, int], timeout: float) -> None:
-        pending = dict(offsets)
+    def _wait_ready(self, conn: libvirt.virConnect, names: list[str], timeout: float) -> None:
+        pending = list(names)
         start = time.monotonic()
         deadline = start + timeout
-        with self.progress.task("guests console-ready", total=len(offsets)) as task:
+        with self.progress.task("guests console-ready", total=len(names)) as task:
             while pending:
-                for name, offset in list(pending.items()):
-                    status = console_status(self._serial_log(name), offset)
+                for name in list(pending):
+                    status = console_status(self._serial_log(name))
                     if status == "ready":
-                        del pending[name]
+                        pending.remove(name)
                         task.advance(f"{name} console ready after {time.monotonic() - start:.1f} s")
                     elif status == "failed":
                         raise LabError(f"{name} failed to boot: {self._serial_tail(name)}")
@@ -362,7 +361,7 @@ class Lab:
             for dom in self.lab_domains(conn):
                 name = dom.name()
                 active = bool(dom.isActive())
-                ready = active and console_status(self._serial_log(name), -1) == "ready"
+                ready = active and console_status(self._serial_log(name)) == "ready"
                 info["guests"][name] = {"state": "running" if active else "shut off", "console_ready": ready}
         return info
 
@@ -384,14 +383,10 @@ class Lab:
         self.log("lab down")
 
 
-def console_status(serial_log: Path, offset: int) -> str:
-    """ "ready", "failed" or "booting", from the serial log after ``offset`` (-1: the whole log, last mark wins)."""
+def console_status(serial_log: Path) -> str:
+    """ "ready", "failed" or "booting", from a boot's serial log (the last mark wins: a reboot starts over)."""
     try:
-        with serial_log.open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            start = 0 if offset < 0 or offset > size else offset
-            f.seek(start)
-            text = f.read().decode(errors="replace")
+        text = serial_log.read_bytes().decode(errors="replace")
     except OSError:
         return "booting"
     last = None

@@ -184,6 +184,24 @@ def test_stopped_guest_agent_fails_within_timeout(library: Any, lifecycle_vm: st
     wait_console_ready(library, vm)
 
 
+def test_lab_up_waits_for_a_stopped_guests_new_boot(library: Any, lab: dict[str, Any], lifecycle_vm: str) -> None:
+    """A guest stopped with its serial log still saying ready: `atp lab up` must wait for the new boot's mark."""
+    from ATPLibrary.lab.lab import Lab, console_status
+
+    vm = lifecycle_vm
+    wait_console_ready(library, vm)
+    serial = Path(lab["guests"][vm]["serial_log"])
+    assert console_status(serial) == "ready"
+    kw(library, "Destroy VM", vm)
+    kw(library, "Wait Until VM State", vm, "shut off", timeout=10)
+    started = time.monotonic()
+    Lab().up(len(lab["vms"]))
+    assert time.monotonic() - started > 2, "lab up returned before the guest could have booted again"
+    assert kw(library, "Get VM State", vm) == "running"
+    assert console_status(serial) == "ready"
+    kw(library, "Guest Agent Should Respond", vm, timeout=30)
+
+
 def test_wait_until_state_times_out_naming_vm_and_state(library: Any, typing_vm: str) -> None:
     started = time.monotonic()
     with pytest.raises(ATPError, match=rf"(?s){typing_vm}.*paused"):

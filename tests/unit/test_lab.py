@@ -157,28 +157,24 @@ def test_metadata_of_a_foreign_domain_is_none() -> None:
 
 
 @pytest.mark.parametrize(
-    ("log", "offset", "status"),
+    ("log", "status"),
     [
-        ("", 0, "booting"),
-        ("ATP-GUEST-AGENT 3.1\n", 0, "booting"),
-        ("ATP-GUEST-AGENT 3.1\nATP-CONSOLE-READY 4.2 atp-lab-01\n", 0, "ready"),
-        ("ATP-INIT-FAILED no /dev/vda\n", 0, "failed"),
-        ("ATP-CONSOLE-READY 4.2\nATP-SHUTDOWN 9.0 -r\n", -1, "booting"),  # rebooting
-        ("ATP-CONSOLE-READY 4.2\nATP-SHUTDOWN 9.0 -r\nATP-CONSOLE-READY 5.0\n", -1, "ready"),
+        ("", "booting"),
+        ("ATP-GUEST-AGENT 3.1\n", "booting"),
+        ("ATP-GUEST-AGENT 3.1\nATP-CONSOLE-READY 4.2 atp-lab-01\n", "ready"),
+        ("ATP-INIT-FAILED no /dev/vda\n", "failed"),
+        ("ATP-CONSOLE-READY 4.2\nATP-SHUTDOWN 9.0 -r\n", "booting"),  # rebooting
+        ("ATP-CONSOLE-READY 4.2\nATP-SHUTDOWN 9.0 -r\nATP-CONSOLE-READY 5.0\n", "ready"),
     ],
 )
-def test_console_status(tmp_path: Path, log: str, offset: int, status: str) -> None:
+def test_console_status(tmp_path: Path, log: str, status: str) -> None:
     f = tmp_path / "serial.log"
     f.write_text(log)
-    assert lab.console_status(f, offset) == status
+    assert lab.console_status(f) == status
 
 
-def test_console_status_reads_only_after_the_offset(tmp_path: Path) -> None:
-    f = tmp_path / "serial.log"
-    old = "ATP-CONSOLE-READY 4.2 (previous boot)\n"
-    f.write_text(old + "booting again\n")
-    assert lab.console_status(f, len(old)) == "booting"
-    assert lab.console_status(tmp_path / "missing.log", 0) == "booting"
+def test_console_status_of_a_missing_log_is_booting(tmp_path: Path) -> None:
+    assert lab.console_status(tmp_path / "missing.log") == "booting"
 
 
 def test_lab_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
