@@ -15,7 +15,7 @@ HOST_PACKAGES := $(shell sed -e 's/\#.*//' ATPLibrary/lab/host-packages.txt)
 TEST_PACKAGES := openssh-server openssh-client
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs bench bench-verification clean
+.PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs bench bench-verification bench-vdi clean
 
 all: install
 
@@ -79,6 +79,10 @@ bench: install
 bench-verification: install
 	$(BIN)/atp lab up --vms 8
 	timeout 900 $(BIN)/python bench/bench_verification.py --guests 8 --events 1000
+
+# VDI client over the in-process simulator (no lab): listing 1 000 VMs by pages, batch-starting 50 VMs.
+bench-vdi: install
+	timeout 600 $(BIN)/python bench/bench_vdi.py --vms 1000 --batch 50 --page-size 10 100
 
 unit: install
 	$(BIN)/pytest -q tests/unit

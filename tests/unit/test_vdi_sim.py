@@ -200,3 +200,13 @@ def test_pool_lifecycle_and_other_operations(client: VdiClient) -> None:
     assert client.get_host(client.all_hosts()[0].id).status == 1
     client.delete_vms([clone.clone_id])
     client.logout()
+
+
+def test_request_log_has_handling_time(sim: SimServer, client: VdiClient) -> None:
+    client.all_hosts()
+    path = "/ocloud/v1/host/all"
+    _wait(lambda: any(r["path"] == path for r in _sim(sim, "GET", "/_sim/log")["requests"]))
+    entry = [r for r in _sim(sim, "GET", "/_sim/log")["requests"] if r["path"] == path][-1]
+    assert entry["status"] == 0
+    assert isinstance(entry["ms"], int | float) and not isinstance(entry["ms"], bool)
+    assert entry["ms"] >= 0

@@ -5,8 +5,8 @@ Routes are the :mod:`ATPLibrary.vdi.routes` constants.  Everything outside ``/oc
 * ``POST /_sim/faults`` ``{"error_status": int, "error_msg": str, "delay": s, "expire_tokens": true,
   "drop_connection": true, "count": n}`` — the next ``count`` (default: all, until cleared) ``/ocloud/v1`` calls
   other than login get the fault; ``POST /_sim/faults`` ``{}`` clears them;
-* ``GET /_sim/log`` — the request log ``[{"method", "path", "status", "login": bool}]``;
-  ``DELETE /_sim/log`` empties it;
+* ``GET /_sim/log`` — the request log ``[{"method", "path", "status", "login": bool, "ms": float}]`` (``ms``: the
+  simulator's handling time, request parsed → reply written); ``DELETE /_sim/log`` empties it;
 * ``POST /_sim/refresh`` — read VM statuses from the backend now.
 """
 
@@ -209,6 +209,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raise ApiError(BAD_PARAM, "参数错误: 请求体不是 JSON") from None
 
     def _handle(self) -> None:
+        started = time.perf_counter()  # request line and headers are parsed; the body is read below
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         if url.path.startswith("/_sim/"):
@@ -228,6 +229,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             status = 500
             self._send({"status": 500, "msg": f"系统内部错误: {type(exc).__name__}"})
         entry["status"] = status
+        entry["ms"] = round((time.perf_counter() - started) * 1000, 3)  # reply written (or connection dropped)
         self.server.record(entry)
 
     def _api(self, path: str, query: dict[str, str], body: Any, entry: dict[str, Any]) -> tuple[int, Any]:
