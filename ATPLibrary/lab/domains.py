@@ -45,6 +45,8 @@ class GuestSpec:
     qmp_socket: Path
     memory_mib: int = 128
     vcpus: int = 1
+    #: libvirt's UUID for the domain (any form libvirt takes, e.g. 32 hex digits); None lets libvirt choose.
+    uuid: str | None = None
 
 
 def new_spice_password(length: int = 16) -> str:
@@ -76,7 +78,7 @@ def domain_xml(spec: GuestSpec) -> str:
     # libvirt does not manage is reached this way); libvirt marks such a domain "tainted: custom-argv".
     qmp_arg = f"unix:{spec.qmp_socket},server=on,wait=off"
     return f"""<domain type={q(spec.accel)} xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>{spec.name}</name>
+  <name>{spec.name}</name>{f"{chr(10)}  <uuid>{spec.uuid}</uuid>" if spec.uuid else ""}
   <description>ATPLibrary lab guest (managed by `atp lab`; removed by `atp lab down`)</description>
   <metadata>
     <atp:lab xmlns:atp={q(LAB_NS)} image={q(spec.image.key)} accel={q(spec.accel)} template={q(TEMPLATE_KEY)}/>

@@ -30,7 +30,9 @@ from ATPLibrary.lab.domains import (
 )
 from ATPLibrary.lab.image import GuestImage, ensure_image, prune_images
 from ATPLibrary.lab.progress import Progress
+from ATPLibrary.lab.vdi_sim import LabVdiSim
 from ATPLibrary.pool.leases import LeaseStore
+from ATPLibrary.vdi.sim.backend import DOMAIN_PREFIX as VDI_DOMAIN_PREFIX
 
 LAB_URI = "qemu:///system"
 READY_MARK = "ATP-CONSOLE-READY"
@@ -146,7 +148,8 @@ class Lab:
                 self._ensure_running(conn, name, image, accel)
             deadline_s = timeout if timeout is not None else BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_VM * len(names)
             self._wait_ready(conn, names, deadline_s)
-            lab_vars = self._write_vars(conn, names, accel)
+            vdi = LabVdiSim(self.dir, self.log).up()
+            lab_vars = self._write_vars(conn, names, accel, vdi)
         prune_images(self.dir, keep={image.directory})
         self.log(f"lab up: {len(names)} guests console-ready in {time.monotonic() - started:.1f} s ({accel})")
         return lab_vars
@@ -173,6 +176,17 @@ class Lab:
                 found.append(dom)
         return sorted(found, key=lambda d: d.name())
 
+    def vdi_domains(self, conn: libvirt.virConnect) -> list[libvirt.virDomain]:
+        """The domains the lab's VDI simulator defined (``atp-vdi-…`` with the lab's metadata)."""
+        return sorted(
+            (
+                d
+                for d in conn.listAllDomains(0)
+                if d.name().startswith(VDI_DOMAIN_PREFIX) and lab_metadata(d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            ),
+            key=lambda d: d.name(),
+        )
+
     def _remove(self, dom: libvirt.virDomain) -> None:
         """Destroy and undefine a lab guest once no test holds its lease (`Acquire VM`): waits for the
         holder up to LEASE_WAIT, then fails naming it instead of pulling the VM from under a running test."""
@@ -186,17 +200,18 @@ class Lab:
             except WaitTimeoutError as exc:
                 raise LabError(f"cannot remove {name}: {exc}") from exc
         try:
-            self._destroy_and_undefine(dom)
+            self.destroy_and_undefine(dom)
         finally:
             lease.release()
 
-    def _destroy_and_undefine(self, dom: libvirt.virDomain) -> None:
+    def destroy_and_undefine(self, dom: libvirt.virDomain) -> None:
+        """Destroy and undefine a domain the lab made, and remove its serial log and sockets."""
         name = dom.name()
         if dom.isActive():
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if hasattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM") else 0)
-        for p in (self._serial_log(name), self._verifier_socket(name), self._qmp_socket(name)):
+        for p in (self.serial_log(name), self._verifier_socket(name), self._qmp_socket(name)):
             p.unlink(missing_ok=True)
 
     def _shrink(self, conn: libvirt.virConnect, vms: int) -> None:
@@ -206,7 +221,7 @@ class Lab:
                 self.log(f"removing {dom.name()} (lab shrinks to {vms})")
                 self._remove(dom)
 
-    def _serial_log(self, name: str) -> Path:
+    def serial_log(self, name: str) -> Path:
         return self.run_dir / f"{name}.serial.log"
 
     def _verifier_socket(self, name: str) -> Path:
@@ -215,13 +230,15 @@ class Lab:
     def _qmp_socket(self, name: str) -> Path:
         return self.run_dir / f"{name}.qmp.sock"
 
-    def _spec(self, name: str, image: GuestImage, accel: str, password: str) -> GuestSpec:
+    def guest_spec(self, name: str, image: GuestImage, accel: str, password: str, uuid: str | None = None) -> GuestSpec:
+        """How the lab defines a guest named ``name`` (lab guests and the VDI simulator's domains alike)."""
         return GuestSpec(
+            uuid=uuid,
             name=name,
             image=image,
             accel=accel,
             spice_password=password,
-            serial_log=self._serial_log(name),
+            serial_log=self.serial_log(name),
             verifier_socket=self._verifier_socket(name),
             qmp_socket=self._qmp_socket(name),
         )
@@ -244,11 +261,11 @@ class Lab:
             elif dom.isActive():
                 return  # already running: its serial log holds this boot's marks
         if dom is None:
-            xml = domain_xml(self._spec(name, image, accel, password or new_spice_password()))
+            xml = domain_xml(self.guest_spec(name, image, accel, password or new_spice_password()))
             dom = conn.defineXML(xml)
         # One boot, one log: a mark left by an earlier boot must not count as this boot's (QEMU may truncate the
         # file when it opens it, so a byte offset taken before the start is no safe bookmark either).
-        self._serial_log(name).unlink(missing_ok=True)
+        self.serial_log(name).unlink(missing_ok=True)
         try:
             dom.create()
         except libvirt.libvirtError as exc:
@@ -274,7 +291,7 @@ class Lab:
         with self.progress.task("guests console-ready", total=len(names)) as task:
             while pending:
                 for name in list(pending):
-                    status = console_status(self._serial_log(name))
+                    status = console_status(self.serial_log(name))
                     if status == "ready":
                         pending.remove(name)
                         task.advance(f"{name} console ready after {time.monotonic() - start:.1f} s")
@@ -292,12 +309,14 @@ class Lab:
 
     def _serial_tail(self, name: str) -> str:
         try:
-            lines = self._serial_log(name).read_text(errors="replace").strip().splitlines()
+            lines = self.serial_log(name).read_text(errors="replace").strip().splitlines()
         except OSError:
             return "(no serial log)"
         return " | ".join(lines[-5:]) or "(empty)"
 
-    def _write_vars(self, conn: libvirt.virConnect, names: list[str], accel: str) -> dict[str, Any]:
+    def _write_vars(
+        self, conn: libvirt.virConnect, names: list[str], accel: str, vdi: dict[str, Any]
+    ) -> dict[str, Any]:
         guests: dict[str, Any] = {}
         for name in names:
             dom = conn.lookupByName(name)
@@ -306,7 +325,7 @@ class Lab:
                 "spice_host": "127.0.0.1",
                 "spice_port": spice_port_of(secure),
                 "spice_password": spice_password_of(secure),
-                "serial_log": str(self._serial_log(name)),
+                "serial_log": str(self.serial_log(name)),
                 "verifier_socket": str(self._verifier_socket(name)),
                 "qmp_socket": str(self._qmp_socket(name)),
             }
@@ -316,6 +335,7 @@ class Lab:
             "accel": accel,
             "lab_dir": str(self.dir),
             "guests": guests,
+            "vdi": vdi,
             "verifier_tcp_port": VERIFIER_TCP_PORT,
             "verifier_ws_port": VERIFIER_WS_PORT,
         }
@@ -361,7 +381,7 @@ class Lab:
             for dom in self.lab_domains(conn):
                 name = dom.name()
                 active = bool(dom.isActive())
-                ready = active and console_status(self._serial_log(name)) == "ready"
+                ready = active and console_status(self.serial_log(name)) == "ready"
                 info["guests"][name] = {"state": "running" if active else "shut off", "console_ready": ready}
         return info
 
@@ -371,8 +391,12 @@ class Lab:
 
     def _down(self) -> None:
         state = LabState.load()
+        LabVdiSim(self.dir, self.log).down()
         if system.libvirtd_answers():
             with self._connect() as conn:
+                for dom in self.vdi_domains(conn):
+                    self.log(f"removing {dom.name()} (a VDI simulator VM)")
+                    self.destroy_and_undefine(dom)
                 for dom in self.lab_domains(conn):
                     self.log(f"removing {dom.name()}")
                     self._remove(dom)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from ATPLibrary.vdi.sim.backend import Backend, BackendError, MemoryBackend, SimVm, domain_name
-from ATPLibrary.vdi.sim.platform import Platform, Timings, md5
+from ATPLibrary.vdi.sim.platform import DEFAULT_TEMPLATE, Platform, Timings, md5
 from ATPLibrary.vdi.sim.server import SimServer
 from ATPLibrary.vdi.sim.store import Store
 
@@ -34,6 +35,8 @@ def make_server(
     timings: Timings | None = None,
     backend: Backend | None = None,
     host: str = "127.0.0.1",
+    refresh_interval: float = 0.0,
+    template: dict[str, Any] | None = None,
 ) -> SimServer:
     """A simulator bound to ``host:port`` (0 = a free port); call ``serve_forever`` or :func:`serve_in_thread`."""
     platform = Platform(
@@ -43,6 +46,8 @@ def make_server(
         token_lifetime=token_lifetime,
         timings=timings or Timings(),
         host_ip=host,
+        refresh_interval=refresh_interval,
+        template=template or dict(DEFAULT_TEMPLATE),
     )
     return SimServer(platform, host, port)
 

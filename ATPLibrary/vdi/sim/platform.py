@@ -69,6 +69,9 @@ _POWER: dict[str, tuple[int, int, str]] = {
 }
 _CREATE_OP = 6
 
+#: The template seeded into an empty store (the lab's backend seeds its guest image instead).
+DEFAULT_TEMPLATE: dict[str, Any] = {"name": "win10-template"}
+
 
 @dataclass
 class Platform:
@@ -79,13 +82,20 @@ class Platform:
     timings: Timings = field(default_factory=Timings)
     clock: Callable[[], float] = time.monotonic
     host_ip: str = "127.0.0.1"
+    #: Seconds between two status refreshes from the backend (0: only on ``POST /_sim/refresh``).
+    refresh_interval: float = 0.0
+    #: The seeded template's fields (its name, OS, CPU and memory); the lab's backend seeds its guest image.
+    template: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TEMPLATE))
 
     def __post_init__(self) -> None:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.RLock()
         self._timers: list[threading.Timer] = []
         self._closed = False
+        self._stop_refresh = threading.Event()
         self.seed()
+        if self.refresh_interval > 0:
+            threading.Thread(target=self._refresh_loop, name="vdi-sim-refresh", daemon=True).start()
 
     # ---------------------------------------------------------------- seed data
     def seed(self) -> None:
@@ -98,7 +108,8 @@ class Platform:
                 | {"cpuSize": 8, "memory": 16384, "domainLimit": 10000, "poolId": "rp-1", "vmcId": "vmc-1"},
             )
         if not s.query("domains", {"isModel": 1}):
-            self._new_domain("tpl-1", "win10-template", is_model=1)
+            fields = dict(self.template)
+            self._new_domain("tpl-1", str(fields.pop("name", "template")), is_model=1, **fields)
         if not s.query("groups"):
             s.put("groups", {"id": "g-1", "ou": "ATP", "distinguishedName": "OU=ATP,DC=atp,DC=local", "parent": ""})
             s.put("users", {"id": "u-1", "sAMAccountName": "atpuser", "displayName": "ATP User"} | self._ou("g-1"))
@@ -148,6 +159,7 @@ class Platform:
     def shutdown(self) -> None:
         with self._lock:
             self._closed = True
+            self._stop_refresh.set()
             for timer in self._timers:
                 timer.cancel()
 
@@ -292,14 +304,29 @@ class Platform:
         self.store.update("domains", vm["id"], status=_POWER[op][0])
         self._finish_event(event_id)
 
+    def _refresh_loop(self) -> None:
+        while not self._stop_refresh.wait(self.refresh_interval):
+            try:
+                self.refresh()
+            except Exception:  # a backend hiccup must not end the schedule; the next round tries again
+                continue
+
     def refresh(self) -> None:
-        """Read every VM's status from the backend (the platform's own schedule; here: on demand)."""
-        for vm in self.store.query("domains", {"isModel": 0}):
+        """Read every VM's status from the backend, as the platform does on its own schedule.
+
+        A VM in status 5 is left alone (its operation will set it); a VM whose domain is gone keeps its
+        last status, so the platform goes on showing what it last knew (``VDI And Libvirt Should Agree``
+        reports it as not defined on its host).
+        """
+        for vm in self.store.query("domains", {"isModel": 0, "isRecycle": 0}):
             if vm["status"] == OPERATING:
                 continue
             state = self.backend.state(self._sim(vm))
             if state is not None and state != vm["status"]:
-                self.store.update("domains", vm["id"], status=state)
+                with self.store.transaction():
+                    current = self.store.get("domains", vm["id"])
+                    if current is not None and current["status"] == vm["status"]:  # no operation began meanwhile
+                        self.store.update("domains", vm["id"], status=state)
 
     def delete_vms(self, body: dict[str, Any]) -> None:
         ids = self._list(body, "domainIdList")
