@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from robot.api.types import Secret
 
 from ATPLibrary.errors import LabError
 from ATPLibrary.lab import domains, lab, paths, system
@@ -214,13 +215,18 @@ def test_variable_file_reads_lab_vars_and_hides_passwords(tmp_path: Path, monkey
                 "uri": "qemu:///system",
                 "vms": ["atp-lab-01"],
                 "guests": {"atp-lab-01": {"spice_port": 5900, "spice_password": "s3cret"}},
+                "vdi": {"url": "http://127.0.0.1:8088", "password_file": str(tmp_path / "vdi-sim.password")},
             }
         )
     )
+    (tmp_path / "vdi-sim.password").write_text("vdi-s3cret\n")
     variables = get_variables()
     assert variables["LAB_VMS"] == ["atp-lab-01"]
     assert variables["LAB_GUESTS"] == {"atp-lab-01": {"spice_port": 5900}}
-    assert "s3cret" not in json.dumps(variables)
+    assert variables["VDI_URL"] == "http://127.0.0.1:8088"
+    assert isinstance(variables["VDI_PASSWORD"], Secret) and variables["VDI_PASSWORD"].value == "vdi-s3cret"
+    shown = json.dumps(variables, default=str)  # what a log of these variables could show
+    assert "s3cret" not in shown and "<secret>" in shown
 
 
 class _FakeDom:
