@@ -25,6 +25,7 @@ from ATPLibrary.keywords import (
 from ATPLibrary.keywords.channels import ChannelKeywords
 from ATPLibrary.keywords.files import FilesKeywords
 from ATPLibrary.keywords.qmp import QmpKeywords
+from ATPLibrary.keywords.vdi import VdiKeywords
 from ATPLibrary.keywords.verification import VerificationKeywords
 
 
@@ -111,6 +112,14 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     `Guest Agent Should Respond` and `Execute Command In Guest` use the QEMU guest agent (qemu-ga) through
     libvirt, so they also work on remote hosts.
 
+    = VDI platform =
+
+    `Connect To VDI` logs in to an OCloudView VDI platform (the password is a Robot Framework ``Secret``).
+    VDI keywords say VDI: `Create Desk Pool`, `Start VDI VMs`, `Wait Until VDI VM Status`,
+    `Get SPICE Connection`… They name *VDI VMs* by their VDI VM name or id, go through the platform (never
+    straight to libvirt), and fail with the platform's code and message. `VDI And Libvirt Should Agree` checks
+    that each VM's platform status matches its libvirt domain on its host.
+
     = Timeouts =
 
     Keywords that wait take a ``timeout`` in Robot's time format (``10s``, ``1 minute 30 seconds``). When it
@@ -168,6 +177,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self._keyboard = KeyboardKeywords(self.ctx)
         self._pool = PoolKeywords(self.ctx)
         self._channels = ChannelKeywords(self.ctx)
+        self._vdi = VdiKeywords(self.ctx)
         self._running_on_failure = False
         self._failures_shown: set[tuple[object, str, str]] = set()
         DynamicCore.__init__(
@@ -184,6 +194,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 self._channels,
                 VerificationKeywords(self.ctx),
                 self._pool,
+                self._vdi,
             ],
         )
         self.ROBOT_LIBRARY_LISTENER = self
@@ -233,6 +244,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self._pool.leave_scope(f"suite '{data.full_name}'")
         if data.parent is None:  # the whole run ends: close what is still open
             self._channels.close_all_channels()
+            self._vdi.disconnect_from_vdi()
             if self.ctx.verification is not None:
                 self.ctx.verification.stop()
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -29,6 +29,9 @@ from ATPLibrary.verification.matcher import qmp_events
 from ATPLibrary.verification.protocol import VIRTIO_PORT_NAME
 from ATPLibrary.verification.server import VerificationServer
 from ATPLibrary.verification.session import SessionInfo
+
+if TYPE_CHECKING:
+    from ATPLibrary.keywords.vdi import VdiSession
 
 T = TypeVar("T")
 Sleep = Callable[[float], None]
@@ -78,6 +81,8 @@ class LibraryContext:
         self.keymap: KeyMap = DEFAULT_KEYMAP
         #: VMs whose QMP goes to a unix socket instead of libvirt (`Use QMP Socket`), one connection each.
         self.qmp_sockets: dict[str, SocketQmpTransport] = {}
+        #: The VDI platform `Connect To VDI` logged in to (closed by `Disconnect From VDI` or at the end of the run).
+        self.vdi: VdiSession | None = None
 
     def seconds(self, timeout: timedelta | float | str | None) -> float:
         """A keyword's timeout in seconds (None: the library default), times the library's timeout scale."""
