@@ -56,7 +56,7 @@ def _vdi_sim(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atp", description="ATPLibrary: test virtual desktops on libvirt/QEMU")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{lab,vdi-sim}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{lab,vdi,vdi-sim}")
 
     lab = sub.add_parser("lab", help="the local lab of real libvirt/QEMU guests")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,status,down}")
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_lab_status)
     down = lab_sub.add_parser("down", help="remove the lab's guests, stop daemons the lab started")
     down.set_defaults(func=_lab_down)
+
+    from ATPLibrary.cli.vdi import add_parser as add_vdi_parser
+
+    add_vdi_parser(sub)
 
     sim = sub.add_parser(
         "vdi-sim",

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import libvirt
 
-from ATPLibrary.errors import ConfigurationError, HostConnectionError, HostError
+from ATPLibrary.errors import ConfigurationError, HostConnectionError, HostError, VMNotFoundError
 from ATPLibrary.hosts.connection import HostConnection
 from ATPLibrary.hosts.state import VMState
 from ATPLibrary.hosts.timing import format_seconds
@@ -435,6 +435,26 @@ def _compare(
         else:
             rows.append(_row(vm, label, Kind.DIFFERS, f"{platform}, {seen}", uri, dom))
     return rows
+
+
+def locate_domain(
+    vm: Vm,
+    hosts: Mapping[str, Host],
+    connections: HostConnections,
+    *,
+    host_uri_template: str = DEFAULT_HOST_URI,
+    domain_name_template: str = DEFAULT_DOMAIN_NAME,
+) -> tuple[HostConnection, str]:
+    """The libvirt host and domain name of a platform VM, by the same rules as the check (HostError if none)."""
+    host = hosts.get(vm.host_id)
+    if host is None:
+        raise HostError(f"VDI VM '{vm.name}' ({vm.id}): the platform names no known host (host id '{vm.host_id}')")
+    uri = host_uri(host_uri_template, host)
+    conn = connections.get(uri)
+    dom = _find(vm, conn.call(_list_domains, what="listing domains", idempotent=True), domain_name_template)
+    if dom is None:
+        raise VMNotFoundError(f"VDI VM '{vm.name}' ({vm.id}) has no libvirt domain at {uri}")
+    return conn, dom.name
 
 
 def _find(vm: Vm, domains: list[Domain], name_template: str) -> Domain | None:
