@@ -398,8 +398,9 @@ class VdiKeywords:
         remark: str | None = None,
         timeout: timedelta | None = None,
     ) -> str:
-        """Creates a desk pool of ``amount`` VDI VMs from ``template`` (name or id), waits until the platform
-        has made it, and returns the pool's id.
+        """Creates a desk pool of ``amount`` VDI VMs from ``template`` (name or id) and returns the pool's id.
+
+        Waits until the platform has made it (its event).
 
         - ``type``: ``dedicated`` (one user per VM), ``shared`` or ``teaching``.
         - ``prefix``: the VMs' name prefix; they are named ``<prefix>1``, ``<prefix>2``… (the platform's
@@ -461,8 +462,10 @@ class VdiKeywords:
 
     @keyword("Get Desk Pool VMs")
     def get_desk_pool_vms(self, pool: str, ids: bool = False) -> list[str]:
-        """Returns the names of the VDI VMs in desk pool ``pool`` (name or id), in natural order
-        (``qa-2`` before ``qa-10``); ``ids=True`` returns their ids in the same order.
+        """Returns the names of the VDI VMs in desk pool ``pool`` (name or id).
+
+        Names come in natural order (``qa-2`` before ``qa-10``); ``ids=True`` returns their ids in the same
+        order.
 
         | =Assignment= | =Keyword=         | =Pool= | =Options= |
         | @{vms} =     | Get Desk Pool VMs | qa-1   |           |
@@ -476,9 +479,10 @@ class VdiKeywords:
     # ------------------------------------------------------------------ VDI VMs
     @keyword("Get VDI VM")
     def get_vdi_vm(self, vm: str) -> DotDict:
-        """Returns what the platform says about VDI VM ``vm`` (name or id): ``id``, ``name``, ``status``
-        (``off``, ``running``, ``paused``, ``operating``), ``host`` (name), ``host_id``, ``ip``, ``cpu``,
-        ``memory``, ``pool_id`` and ``user_id``.
+        """Returns what the platform says about VDI VM ``vm`` (name or id).
+
+        The result has ``id``, ``name``, ``status`` (``off``, ``running``, ``paused``, ``operating``),
+        ``host`` (name), ``host_id``, ``ip``, ``cpu``, ``memory``, ``pool_id`` and ``user_id``.
 
         | =Assignment= | =Keyword=  | =VM=   |
         | ${vm} =      | Get VDI VM | qa-1-1 |
@@ -518,8 +522,10 @@ class VdiKeywords:
         timeout: timedelta | None = None,
         tolerate_errors: bool = False,
     ) -> dict[str, str]:
-        """Starts VDI VMs through the platform (one batch request) and, with ``wait`` (default), waits until
-        the platform's events are done and every VM is ``running``.
+        """Starts VDI VMs through the platform (one batch request) and waits until they are ``running``.
+
+        With ``wait`` (default) the keyword waits until the platform's events are done and every VM shows
+        ``running``; ``wait=False`` returns once the platform accepted the request.
 
         When the platform refuses some VMs (its ``errorList``), the keyword fails naming each VM with the
         platform's message (kept as it is, often Chinese), unless ``tolerate_errors=True``: then it logs a
@@ -639,8 +645,9 @@ class VdiKeywords:
 
     @keyword("Delete VDI VMs")
     def delete_vdi_vms(self, *vms: str, recycle: bool = False) -> None:
-        """Deletes VDI VMs (running ones are powered off first by the platform); ``recycle=True`` moves them
-        to the platform's recycle bin instead.
+        """Deletes VDI VMs; running ones are powered off first by the platform.
+
+        ``recycle=True`` moves them to the platform's recycle bin instead.
 
         | =Keyword=      | =VMs=  | =VMs=  |
         | Delete VDI VMs | qa-1-1 | qa-1-2 |
@@ -654,8 +661,10 @@ class VdiKeywords:
     def create_vdi_vms_from_template(
         self, template: str, prefix: str, amount: int = 1, timeout: timedelta | None = None
     ) -> list[str]:
-        """Creates ``amount`` VDI VMs from ``template`` (name or id) named ``<prefix>1``, ``<prefix>2``… (the
-        platform skips names in use), waits for the platform's event, and returns the new VMs' names.
+        """Creates ``amount`` VDI VMs from ``template`` (name or id) and returns their names.
+
+        They are named ``<prefix>1``, ``<prefix>2``… (the platform skips names in use). Waits for the
+        platform's event (``timeout``, default: the library timeout).
 
         | =Assignment= | =Keyword=                    | =Template=     | =Prefix= | =Amount= |
         | @{vms} =     | Create VDI VMs From Template | win10-template | qa-vm-   | 2        |
@@ -681,8 +690,10 @@ class VdiKeywords:
         as_template: bool = False,
         timeout: timedelta | None = None,
     ) -> str:
-        """Makes a full clone of VDI VM ``vm`` named ``name``, waits for the platform's event and returns the
-        clone's id. ``storage_pool``: the storage pool id for its disks; ``as_template=True`` makes a template.
+        """Makes a full clone of VDI VM ``vm`` named ``name`` and returns the clone's id.
+
+        Waits for the platform's event (``timeout``, default: the library timeout). ``storage_pool``: the
+        storage pool id for its disks; ``as_template=True`` makes a template.
 
         | =Assignment= | =Keyword=    | =VM=   | =Name=     |
         | ${id} =      | Clone VDI VM | qa-1-1 | qa-1-copy  |
@@ -780,8 +791,9 @@ class VdiKeywords:
 
     @keyword("Wait Until VDI VM Status")
     def wait_until_vdi_vm_status(self, vm: str, status: VdiVmStatus, timeout: timedelta | None = None) -> None:
-        """Waits until the platform shows VDI VM ``vm`` with ``status``: ``off``, ``running``, ``paused`` or
-        ``operating``.
+        """Waits until the platform shows VDI VM ``vm`` with ``status``.
+
+        ``status`` is ``off``, ``running``, ``paused`` or ``operating``.
 
         Fails after ``timeout`` (default: the library timeout) naming the VM, the wanted and the last status.
 
@@ -796,9 +808,10 @@ class VdiKeywords:
 
     @keyword("Get SPICE Connection")
     def get_spice_connection(self, vm: str) -> DotDict:
-        """Returns how to reach the SPICE console of running VDI VM ``vm``, as the platform hands it out:
-        ``host``, ``port`` (a number), ``password`` (a Robot Framework ``Secret``, shown as ``<secret>`` in
-        logs), ``uri`` (``spice://host:port``), ``vm`` (the name) and ``id``.
+        """Returns how to reach the SPICE console of running VDI VM ``vm``, as the platform hands it out.
+
+        The result has ``host``, ``port`` (a number), ``password`` (a Robot Framework ``Secret``, shown as
+        ``<secret>`` in logs), ``uri`` (``spice://host:port``), ``vm`` (the name) and ``id``.
 
         Pass ``${spice.password}`` on to keywords that take a ``Secret``; its plaintext is never logged.
 
