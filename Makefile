@@ -13,7 +13,7 @@ RESULTS    ?= results
 HOST_PACKAGES := $(shell sed -e 's/\#.*//' ATPLibrary/lab/host-packages.txt)
 # Only the tests need these: the qemu+ssh:// test starts a local sshd.
 TEST_PACKAGES := openssh-server openssh-client
-APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+APT_INSTALL := apt-get install -y -q --no-install-recommends
 
 .PHONY: all install host-packages test-packages lab lab-down lab-status demo test unit lint docs bench bench-verification bench-vdi clean
 
@@ -28,10 +28,10 @@ host-packages:
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then \
 	        echo "installing Debian packages: $$missing"; \
-	        timeout 300 apt-get update -q && timeout 900 $(APT_INSTALL) $$missing; \
+	        timeout 300 apt-get update -q && DEBIAN_FRONTEND=noninteractive timeout 900 $(APT_INSTALL) $$missing; \
 	    else \
 	        echo "Missing Debian packages. Run as root:"; \
-	        echo "  apt-get update && $(APT_INSTALL) $$missing"; exit 1; \
+	        echo "  apt-get update && DEBIAN_FRONTEND=noninteractive $(APT_INSTALL) $$missing"; exit 1; \
 	    fi; \
 	fi
 
