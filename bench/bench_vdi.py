@@ -7,7 +7,7 @@ The simulator is started in-process (``make_server(port=0)`` + ``serve_in_thread
 with no guest behind them) and ``Timings.uniform(--transition)`` (default 0.05 s per transition).  The VMs are
 seeded through the API: one ``create_vms_from_template`` call.  The raw floor, measured in the same run, is the
 simulator's own handling time of the same requests: the sum of the ``ms`` fields of its request log
-(``/_sim/log``: request parsed → reply written).  Client and simulator share one Python process (and its GIL),
+(``/_sim/log``: request parsed → reply ready).  Client and simulator share one Python process (and its GIL),
 so the ratio covers the client, httpx, the loopback socket and that sharing.
 
 1. ``list(VdiClient.list_vms(page_size=N))`` over all VMs, for each page size: median wall time of ``--rounds``

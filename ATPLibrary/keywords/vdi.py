@@ -37,6 +37,7 @@ from ATPLibrary.vdi.agreement import (
     HostConnections,
     check_agreement,
     check_template,
+    locate_domain,
     status_name,
 )
 from ATPLibrary.vdi.client import VdiClient
@@ -513,6 +514,37 @@ class VdiKeywords:
         status = status_name(found.status)
         logger.info(f"VDI VM {_label(found)} is {status} ({found.status}).")
         return status
+
+    @keyword("Get VDI VM Domain")
+    def get_vdi_vm_domain(self, vm: str, timeout: timedelta | None = None) -> str:
+        """Returns the name of the libvirt domain behind VDI VM ``vm``, found on its host.
+
+        The domain is found by the same rules as `VDI And Libvirt Should Agree`: the domain whose UUID is the
+        VM id, else the one named by the ``domain_name`` template of `Connect To VDI`, on the libvirt host
+        that the ``host_uri`` template makes of the VM's host. The host's URI is logged. Fails naming the VM
+        and the URI when no such domain is defined there, or when the host does not answer within
+        ``timeout`` (default: the library timeout).
+
+        Use the name with the libvirt keywords (`Destroy VM`, `Guest Agent Should Respond`, ...) on a
+        connection to that host.
+
+        | =Assignment= | =Keyword=         | =VM=   |
+        | ${domain} =  | Get VDI VM Domain | qa-1-1 |
+        | Destroy VM   | ${domain}         |        |
+        """
+        session = self.session
+        found = self._vm(vm)
+        hosts = {h.id: h for h in session.client.all_hosts()}
+        session.connections.connect_timeout = self.ctx.seconds(timeout)
+        conn, name = locate_domain(
+            found,
+            hosts,
+            session.connections,
+            host_uri_template=session.host_uri,
+            domain_name_template=session.domain_name,
+        )
+        logger.info(f"VDI VM {_label(found)} is libvirt domain '{name}' at {conn.uri}.")
+        return name
 
     @keyword("Start VDI VMs")
     def start_vdi_vms(

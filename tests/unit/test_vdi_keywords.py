@@ -297,6 +297,8 @@ def test_vdi_and_libvirt_should_agree(sim: SimServer, tmp_path: Path, pool_vms: 
     node = tmp_path / "sim-host-1.xml"  # the simulator's host is named sim-host-1
     node.write_text(_node([("d1", ids[first], 1), ("d2", ids[second], 5), ("d3", ids[third], 1)]))
     kw(library, "VDI And Libvirt Should Agree")  # agree, agree, in transition
+    assert kw(library, "Get VDI VM Domain", first) == "d1"  # by UUID = VM id
+    assert kw(library, "Get VDI VM Domain", ids[second]) == "d2"
     kw(library, "VDI And Libvirt Should Agree", pool="qa")
     # behind the platform's back: power one domain off, undefine another
     session = library.ctx.vdi
@@ -312,6 +314,8 @@ def test_vdi_and_libvirt_should_agree(sim: SimServer, tmp_path: Path, pool_vms: 
     assert any(first in line and "platform says running (1), libvirt domain 'd1' is shut off" in line for line in lines)
     assert any(second in line and "not defined on host" in line for line in lines)
     assert f"In transition (not counted): '{third}'" in message
+    with pytest.raises(Exception, match=f"'{second}' .*has no libvirt domain at test://{node}"):
+        kw(library, "Get VDI VM Domain", second)
     kw(library, "VDI And Libvirt Should Agree", third)  # only the VM in transition: passes
     kw(library, "Disconnect From VDI")
 
@@ -329,9 +333,13 @@ ${PW: Secret}    %{ATP_TEST_VDI_PASSWORD}
 *** Test Cases ***
 Pool And Console
     Connect To VDI    ${URL}    admin    ${PW}
-    ${pool} =    Create Desk Pool    robot    win10-template    2
+    ${pool} =    Create Desk Pool    robot    win10-template    2    type=shared
     @{vms} =    Get Desk Pool VMs    ${pool}
-    Start VDI VMs    @{vms}
+    Start VDI VMs    @{vms}    timeout=10 s
+    Wait Until VDI VM Status    ${vms}[0]    running    timeout=2s
+    Wait Until VDI VM Status    ${vms}[1]    1
+    Run Keyword And Expect Error    *'booting'*(off)*(operating)*(paused)*(running)*
+    ...    Wait Until VDI VM Status    ${vms}[0]    booting
     ${spice} =    Get SPICE Connection    ${vms}[0]
     Log    ${spice}
     Log Many    @{vms}

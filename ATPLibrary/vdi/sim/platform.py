@@ -89,6 +89,7 @@ class Platform:
 
     def __post_init__(self) -> None:
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._started_token_lifetime = self.token_lifetime
         self._lock = threading.RLock()
         self._timers: list[threading.Timer] = []
         self._closed = False
@@ -185,6 +186,13 @@ class Platform:
     def logout(self, token: str | None) -> None:
         with self._lock:
             self._tokens.pop(token or "", None)
+
+    def set_token_lifetime(self, seconds: float | None) -> None:
+        """Tokens issued from now on live ``seconds`` (None: the lifetime the platform started with)."""
+        if seconds is not None and not seconds > 0:
+            raise ValueError(seconds)
+        with self._lock:
+            self.token_lifetime = self._started_token_lifetime if seconds is None else seconds
 
     def expire_tokens(self) -> None:
         with self._lock:

@@ -7,7 +7,9 @@ Routes are the :mod:`ATPLibrary.vdi.routes` constants.  Everything outside ``/oc
   other than login get the fault; ``POST /_sim/faults`` ``{}`` clears them;
 * ``GET /_sim/log`` — the request log ``[{"method", "path", "status", "login": bool, "ms": float}]`` (``ms``: the
   simulator's handling time, request parsed → reply written); ``DELETE /_sim/log`` empties it;
-* ``POST /_sim/refresh`` — read VM statuses from the backend now.
+* ``POST /_sim/refresh`` — read VM statuses from the backend now;
+* ``POST /_sim/tokens`` ``{"lifetime": s}`` — tokens issued from now on live ``s`` seconds; ``{}`` restores the
+  lifetime the simulator started with; ``GET /_sim/tokens`` shows it.
 """
 
 from __future__ import annotations
@@ -181,6 +183,7 @@ class SimServer(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     server: SimServer
     protocol_version = "HTTP/1.1"
+    _pending: tuple[dict[str, Any], float] | None = None  # the API request being answered, not yet logged
     # Headers and body go out in two writes: without TCP_NODELAY the body waits ~40 ms for the client's
     # delayed ACK on every request (measured by bench/bench_vdi.py).
     disable_nagle_algorithm = True
@@ -195,6 +198,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, body: Any, http_status: int = 200) -> None:
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self._record(body.get("status", http_status) if isinstance(body, dict) else http_status)
         self.send_response(http_status)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(raw)))
@@ -219,20 +223,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._sim(url.path)
             return
         entry: dict[str, Any] = {"method": self.command, "path": url.path, "login": False, "status": None}
+        self._pending = (entry, started)
         try:
             body = self._read_body()
-            status, _ = self._api(url.path, query, body, entry)
+            self._api(url.path, query, body, entry)
         except ApiError as err:
-            status = err.status
             self._send({"status": err.status, "msg": err.msg})
         except ConnectionError:
-            status = -1
+            self._record(-1)  # dropped on purpose: no reply
         except Exception as exc:  # a bug in the simulator: still answer in the envelope
             log.exception("vdi-sim: %s %s failed", self.command, url.path)
-            status = 500
             self._send({"status": 500, "msg": f"系统内部错误: {type(exc).__name__}"})
+
+    def _record(self, status: int) -> None:
+        """Log the API request being answered before its reply goes out, so that a client that has its
+        reply always finds the request in ``GET /_sim/log`` (``ms``: parsed request → reply ready)."""
+        pending, self._pending = self._pending, None
+        if pending is None:  # a /_sim/ route, or the reply of this request was already logged
+            return
+        entry, started = pending
         entry["status"] = status
-        entry["ms"] = round((time.perf_counter() - started) * 1000, 3)  # reply written (or connection dropped)
+        entry["ms"] = round((time.perf_counter() - started) * 1000, 3)
         self.server.record(entry)
 
     def _api(self, path: str, query: dict[str, str], body: Any, entry: dict[str, Any]) -> tuple[int, Any]:
@@ -294,6 +305,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with server.lock:
                 server.requests.clear()
             self._send({"requests": []})
+        elif path == "/_sim/tokens" and self.command in ("GET", "POST"):
+            if self.command == "POST":
+                lifetime = body.get("lifetime")
+                try:
+                    server.platform.set_token_lifetime(None if lifetime is None else float(lifetime))
+                except (TypeError, ValueError):
+                    self._send({"error": f"lifetime must be a positive number of seconds, not {lifetime!r}"}, 400)
+                    return
+            self._send({"lifetime": server.platform.token_lifetime})
         elif path == "/_sim/refresh" and self.command == "POST":
             server.platform.refresh()
             self._send({"refreshed": True})
