@@ -13,6 +13,28 @@ HOST_STATUS = {0: "maintenance", 1: "enabled", 2: "closed", 3: "offline"}
 POOL_TYPE = {0: "dedicated", 1: "shared", 2: "teaching"}
 
 
+#: The reply fields that the keywords and ``atp vdi`` read, by the spec's schema name.  The spec marks few fields
+#: required, so a reply without these would still fit it; the simulator's conformance test checks that every reply
+#: object of one of these schemas carries them.  Read only when they apply: ``DomainVO.userId`` (a bound VM),
+#: ``DomainVO.desktopPoolId`` (a pool VM), ``EventVO.domainId``/``domainName`` (the event of one VM in a batch),
+#: ``EventVO.isSuccess``/``errorReason`` (a finished/failed event).
+READ_FIELDS: dict[str, frozenset[str]] = {
+    "LoginVO": frozenset({"token"}),
+    "DomainVO": frozenset({"id", "name", "status", "hostId", "hostName", "ip", "cpu", "memory", "isModel"}),
+    "DesktopPoolVO": frozenset({"id", "name"}),
+    "HostVO": frozenset({"id", "name", "ip", "status"}),
+    "UserListVo": frozenset({"id", "sAMAccountName"}),
+    "EventVO": frozenset({"id"}),
+    "DomainBatchTaskVO": frozenset({"errorList", "eventIdList"}),
+    "ErrorInfo": frozenset({"domainId", "domainName", "errorMsg"}),
+    "SpiceKeyVO": frozenset({"ip", "port", "key"}),
+    "DomainNetcardVO": frozenset({"mac"}),
+    "DomainCloneVO": frozenset({"cloneUuid", "eventId"}),
+    "DomainCreateVO": frozenset({"uuid"}),
+    "DomainBindUserVO": frozenset({"notBindDomainIdList"}),
+}
+
+
 def _str(d: Mapping[str, Any], key: str) -> str:
     value = d.get(key)
     return "" if value is None else str(value)

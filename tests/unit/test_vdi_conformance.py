@@ -30,6 +30,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ATPLibrary.vdi import VdiClient
 from ATPLibrary.vdi import routes as R
+from ATPLibrary.vdi.models import READ_FIELDS
 
 SPEC_PATH = Path(
     os.environ.get("ATP_VDI_SPEC")
@@ -146,6 +147,42 @@ def validate_response(request: httpx.Request, response: httpx.Response) -> None:
     """The recorder's canned replies must themselves fit the (closed) response schemas."""
     reply = WerkzeugResponse(response.content, status=response.status_code, content_type="application/json")
     openapi().validate_response(_werkzeug_request(request), WerkzeugOpenAPIResponse(reply))
+
+
+def _schema_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1]
+
+
+def missing_read_fields(request: httpx.Request, response: httpx.Response) -> tuple[set[str], list[str]]:
+    """Walk the reply along the operation's 200 schema; returns the READ_FIELDS schemas seen and, for each
+    object of one of them that lacks a field the keywords read, ``"<schema> at <where>: no <field>"``."""
+    template = _template_for(request.url.path, request.method)
+    assert template is not None, f"{request.method} {request.url.path}: path not in the spec"
+    operation = raw_spec()["paths"][template][request.method.lower()]
+    content = operation["responses"]["200"].get("content") or {}
+    schema = next(iter(content.values()), {}).get("schema", {})
+    schemas = raw_spec()["components"]["schemas"]
+    seen: set[str] = set()
+    problems: list[str] = []
+
+    def walk(node: Any, schema: dict[str, Any], where: str) -> None:
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            name = _schema_name(ref)
+            if name in READ_FIELDS and isinstance(node, dict):
+                seen.add(name)
+                problems.extend(f"{name} at {where}: no {f}" for f in sorted(READ_FIELDS[name] - node.keys()))
+            schema = schemas.get(name, {}) if ref.startswith("#/") else {}
+        if isinstance(node, dict):
+            for key, sub in (schema.get("properties") or {}).items():
+                if key in node:
+                    walk(node[key], sub, f"{where}.{key}")
+        elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+            for i, item in enumerate(node):
+                walk(item, schema["items"], f"{where}[{i}]")
+
+    walk(response.json(), schema, f"{request.method} {request.url.path}")
+    return seen, problems
 
 
 def validate_request(request: httpx.Request) -> None:
@@ -406,3 +443,26 @@ def test_closed_response_schema_rejects_an_unknown_field() -> None:
     with pytest.raises(InvalidData, match="done"):
         bad = {"status": 0, "msg": "", "data": {"isSuccess": 0, "done": True}}
         validate_response(request, httpx.Response(200, json=bad))
+
+
+def test_a_reply_without_a_field_the_keywords_read_is_caught() -> None:
+    request = _request("GET", "/ocloud/v1/domain")
+    whole = {k: "x" for k in READ_FIELDS["DomainVO"]}
+    seen, problems = missing_read_fields(request, httpx.Response(200, json={"status": 0, "data": _page(whole)}))
+    assert seen == {"DomainVO"} and problems == []
+    partial = {k: v for k, v in whole.items() if k != "hostId"}
+    _, problems = missing_read_fields(request, httpx.Response(200, json={"status": 0, "data": _page(partial)}))
+    assert problems == ["DomainVO at GET /ocloud/v1/domain.data.list[0]: no hostId"]
+    batch = _request("POST", "/ocloud/v1/domain/start")
+    reply = {"status": 0, "data": {"errorList": [{"domainId": "a", "errorMsg": "m"}], "eventIdList": []}}
+    seen, problems = missing_read_fields(batch, httpx.Response(200, json=reply))
+    assert seen == {"DomainBatchTaskVO", "ErrorInfo"}
+    assert problems == ["ErrorInfo at POST /ocloud/v1/domain/start.data.errorList[0]: no domainName"]
+
+
+def test_every_read_field_is_in_its_spec_schema() -> None:
+    schemas = raw_spec()["components"]["schemas"]
+    for name, fields in READ_FIELDS.items():
+        assert name in schemas, f"READ_FIELDS names {name}, which the spec does not have"
+        unknown = fields - set(schemas[name].get("properties") or {})
+        assert not unknown, f"{name}: {sorted(unknown)} are not fields of the spec's schema"

@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import openapi_core  # noqa: F401  (a dev dependency: the response check must run, never skip)
 import pytest
-from test_vdi_conformance import validate_response
+from test_vdi_conformance import missing_read_fields, validate_response
 
 from ATPLibrary.errors import VdiBatchError, VdiConnectionError, VdiError
 from ATPLibrary.vdi import VdiClient
+from ATPLibrary.vdi.models import READ_FIELDS
 from ATPLibrary.vdi.sim import SimServer, Timings, make_server, serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,8 +54,11 @@ def transport() -> RecordingTransport:
 def client(sim: SimServer, transport: RecordingTransport) -> Iterator[VdiClient]:
     with VdiClient(sim.url, "admin", "11111111", transport=transport, retries=0, timeout=5) as c:
         yield c
+    problems: list[str] = []
     for request, response in transport.exchanges:
         validate_response(request, response)
+        problems += missing_read_fields(request, response)[1]
+    assert problems == [], "replies lack fields the keywords read:\n" + "\n".join(problems)
     _sim(sim, "POST", "/_sim/faults", {})
 
 
@@ -158,7 +162,7 @@ def test_unreachable_platform() -> None:
         c.login()
 
 
-def test_pool_lifecycle_and_other_operations(client: VdiClient) -> None:
+def test_pool_lifecycle_and_other_operations(client: VdiClient, transport: RecordingTransport) -> None:
     template = client.all_templates()[0]
     client.wait_for_event(
         client.create_pool("pool-a", 2, 0, template.id, domain_prefix="pa-"), timeout=5, interval=0.05
@@ -199,6 +203,17 @@ def test_pool_lifecycle_and_other_operations(client: VdiClient) -> None:
     assert client.get_user("bob").raw["displayName"] == "Bob B"
     assert client.get_host(client.all_hosts()[0].id).status == 1
     client.delete_vms([clone.clone_id])
+    new = client.create_vm(
+        {"name": "pa-new", "cores": 1, "sockets": 1, "threads": 1, "cpu": 1, "memory": 1024, "bootloader": "bios"}
+    )
+    started = client.start_vms([new, "no-such-vm"], tolerate_errors=True)
+    assert started.errors[0].domain_id == "no-such-vm"
+    event = client.wait_for_event(started.event_ids[0], timeout=5, interval=0.05).raw
+    assert (event["domainId"], event["domainName"], event["isSuccess"]) == (new, "pa-new", 0)  # read by batch keywords
+    client.bind_user([new], user.id)
+    assert client.get_vm(new).raw["userId"] == user.id  # read by Get VDI VM once a user is bound
+    seen = set().union(*(missing_read_fields(q, r)[0] for q, r in transport.exchanges))
+    assert seen >= set(READ_FIELDS), f"no reply of {sorted(set(READ_FIELDS) - seen)} was checked"
     client.logout()
 
 
