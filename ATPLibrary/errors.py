@@ -195,3 +195,20 @@ class VdiBatchError(VdiError):
 
 class VdiConnectionError(VdiError):
     """The VDI platform could not be reached (after the retries allowed for the request)."""
+
+
+class SpiceError(ATPError):
+    """Base of every SPICE client error (link, ticket, TLS, channels, display).
+
+    Added by the SPICE display work; the SPICE core (link/ticket/TLS, main/inputs channels, session)
+    derives its own errors from this class too.
+    """
+
+
+class SpiceProtocolError(SpiceError):
+    """A SPICE server message or image was malformed or truncated (names the message/codec and the
+    offending field). Every parser and decoder in ``ATPLibrary.spice`` raises only this on bad input."""
+
+
+class SpiceUnsupportedError(SpiceProtocolError):
+    """The server used a feature this client does not implement (e.g. a video codec), named in the message."""
