@@ -10,6 +10,7 @@ import contextlib
 import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import spice_encoders as enc
@@ -34,6 +35,8 @@ _glz_encoder = enc.GlzEncoder()
 GLZ_FIRST = _glz_encoder.encode(PICTURE, W, H)
 GLZ_SECOND = _glz_encoder.encode(PICTURE, W, H, head_dist=1)
 QUIC_HEADER = struct.pack("<5I", 0x43495551, 0, 4, W, H)
+#: a real QUIC payload captured from QEMU's SPICE server (tests/data/spice)
+QUIC_REAL = (Path(__file__).resolve().parents[1] / "data" / "spice" / "quic-seabios-720x400.bin").read_bytes()
 
 
 def only_protocol_errors(fn: Callable[[], Any], limit: float = 2.0) -> None:
@@ -75,6 +78,13 @@ def test_quic_random_streams(kind_index: int, width: int, height: int, body: byt
     kind = (1, 2, 4, 5)[kind_index - 1]
     header = struct.pack("<5I", 0x43495551, 0, kind, width, height)
     only_protocol_errors(lambda: decode_quic(header + body))
+
+
+@FUZZ
+@given(edits, st.integers(0, 3000))
+def test_quic_real_capture_mutated_and_truncated(e: list[tuple[int, int]], cut: int) -> None:
+    # truncated (to keep each example short) and mutated: rows decode until the data runs out
+    only_protocol_errors(lambda: decode_quic(mutate(QUIC_REAL, e, cut)))
 
 
 @FUZZ

@@ -419,26 +419,6 @@ class _Plane:
                     counters[i] >>= 1
 
     # -- symbols -----------------------------------------------------------------------------
-    def _symbol(self, c: int, i: int, bits: _Bits) -> int:
-        """Decode channel ``c``'s folded difference for pixel ``i`` (context: pixel i-1)."""
-        fam = self.family
-        corr = self.correlate[c]
-        code = self.best[c][fam.bucket_of[corr[i] & (fam.levels - 1)]]
-        p = bits.pos
-        k = p >> 3
-        word = (int.from_bytes(bits.buf[k : k + 5], "big") >> (8 - (p & 7))) & 0xFFFFFFFF
-        if word > fam.ngr_prefix_mask[code]:
-            zeros = 32 - word.bit_length()
-            length = zeros + 1 + code
-            value = (zeros << code) | ((word >> (32 - length)) & ((1 << code) - 1))
-        else:
-            length = fam.ngr_len[code]
-            value = fam.n_gr[code] + ((word >> (32 - length)) & fam.ngr_suffix_mask[code])
-        bits.pos = p + length
-        value &= 0xFF
-        corr[i + 1] = value
-        return value
-
     def _run(self, bits: _Bits) -> int:
         st = self.state
         run = 0
@@ -474,10 +454,28 @@ class _Plane:
 
     # -- rows --------------------------------------------------------------------------------
     def _pixel(self, i: int, bits: _Bits, first_row: bool) -> None:
-        mask = self.family.levels - 1
-        l2u = self.family.l2u
+        """Decode pixel ``i`` of every channel: Golomb symbol (context: pixel i-1), then un-predict."""
+        fam = self.family
+        mask = fam.levels - 1
+        l2u = fam.l2u
+        bucket_of = fam.bucket_of
+        prefix_mask = fam.ngr_prefix_mask
+        buf = bits.buf
+        p = bits.pos
         for c in range(self.n):
-            d = l2u[self._symbol(c, i, bits)]
+            corr = self.correlate[c]
+            code = self.best[c][bucket_of[corr[i] & mask]]
+            k = p >> 3
+            word = (int.from_bytes(buf[k : k + 5], "big") >> (8 - (p & 7))) & 0xFFFFFFFF
+            if word > prefix_mask[code]:
+                zeros = 32 - word.bit_length()
+                length = zeros + 1 + code
+                value = ((zeros << code) | ((word >> (32 - length)) & ((1 << code) - 1))) & 0xFF
+            else:
+                length = fam.ngr_len[code]
+                value = (fam.n_gr[code] + ((word >> (32 - length)) & fam.ngr_suffix_mask[code])) & 0xFF
+            p += length
+            corr[i + 1] = value
             cur = self.cur[c]
             if first_row:
                 pred = cur[i - 1] if i else 0
@@ -485,7 +483,8 @@ class _Plane:
                 pred = (cur[i - 1] + self.prev[c][i]) >> 1
             else:
                 pred = self.prev[c][0]
-            cur[i] = (d + pred) & mask
+            cur[i] = (l2u[value] + pred) & mask
+        bits.pos = p
 
     def _run_here(self, i: int) -> bool:
         """The run predictor: the row above repeats at i and the two pixels before i are equal."""
