@@ -453,48 +453,66 @@ class _Plane:
         return run
 
     # -- rows --------------------------------------------------------------------------------
-    def _pixel(self, i: int, bits: _Bits, first_row: bool) -> None:
-        """Decode pixel ``i`` of every channel: Golomb symbol (context: pixel i-1), then un-predict."""
+    def _span(self, i: int, stop: int, bits: _Bits, first_row: bool, run_index: int) -> int:
+        """Decode pixels ``i`` up to ``stop`` (exclusive) of every channel; return where it stopped.
+
+        Stops early (returning that index) where the run predictor fires: the row above repeats there and
+        the two pixels before are equal (never on the first row, never twice at the same index).
+        """
         fam = self.family
         mask = fam.levels - 1
         l2u = fam.l2u
         bucket_of = fam.bucket_of
         prefix_mask = fam.ngr_prefix_mask
+        ngr_len = fam.ngr_len
+        n_gr = fam.n_gr
+        suffix_mask = fam.ngr_suffix_mask
         buf = bits.buf
         p = bits.pos
-        for c in range(self.n):
-            corr = self.correlate[c]
-            code = self.best[c][bucket_of[corr[i] & mask]]
-            k = p >> 3
-            word = (int.from_bytes(buf[k : k + 5], "big") >> (8 - (p & 7))) & 0xFFFFFFFF
-            if word > prefix_mask[code]:
-                zeros = 32 - word.bit_length()
-                length = zeros + 1 + code
-                value = ((zeros << code) | ((word >> (32 - length)) & ((1 << code) - 1))) & 0xFF
-            else:
-                length = fam.ngr_len[code]
-                value = (fam.n_gr[code] + ((word >> (32 - length)) & fam.ngr_suffix_mask[code])) & 0xFF
-            p += length
-            corr[i + 1] = value
-            cur = self.cur[c]
-            if first_row:
-                pred = cur[i - 1] if i else 0
-            elif i:
-                pred = (cur[i - 1] + self.prev[c][i]) >> 1
-            else:
-                pred = self.prev[c][0]
-            cur[i] = (l2u[value] + pred) & mask
+        chans = [(self.correlate[c], self.best[c], self.cur[c], self.prev[c]) for c in range(self.n)]
+        check_runs = not first_row
+        if self.n == 3:
+            p0, p1, p2 = self.prev
+            c0, c1, c2 = self.cur
+        while i < stop:
+            if check_runs and i > 2 and run_index != i:
+                if self.n == 3:
+                    if (
+                        p0[i - 1] == p0[i]
+                        and p1[i - 1] == p1[i]
+                        and p2[i - 1] == p2[i]
+                        and c0[i - 1] == c0[i - 2]
+                        and c1[i - 1] == c1[i - 2]
+                        and c2[i - 1] == c2[i - 2]
+                    ):
+                        break
+                elif all(pr[i - 1] == pr[i] for pr in self.prev) and all(cu[i - 1] == cu[i - 2] for cu in self.cur):
+                    break
+            for corr, best, cur, prev in chans:
+                code = best[bucket_of[corr[i] & mask]]
+                k = p >> 3
+                word = (int.from_bytes(buf[k : k + 5], "big") >> (8 - (p & 7))) & 0xFFFFFFFF
+                if word > prefix_mask[code]:
+                    zeros = 32 - word.bit_length()
+                    length = zeros + 1 + code
+                    value = ((zeros << code) | ((word >> (32 - length)) & ((1 << code) - 1))) & 0xFF
+                else:
+                    length = ngr_len[code]
+                    value = (n_gr[code] + ((word >> (32 - length)) & suffix_mask[code])) & 0xFF
+                p += length
+                corr[i + 1] = value
+                # prediction: left and upper mean; first row: left; pixel 0: upper (0 on the first row)
+                pred = ((cur[i - 1] + prev[i]) >> 1 if check_runs else cur[i - 1]) if i else prev[0]
+                cur[i] = (l2u[value] + pred) & mask
+            i += 1
         bits.pos = p
-
-    def _run_here(self, i: int) -> bool:
-        """The run predictor: the row above repeats at i and the two pixels before i are equal."""
-        return all(p[i - 1] == p[i] for p in self.prev) and all(c[i - 1] == c[i - 2] for c in self.cur)
+        return i
 
     def _segment(self, i: int, end: int, bits: _Bits, first_row: bool) -> None:
         st = self.state
         waitmask = (1 << st.wmidx) - 1
         if i == 0:
-            self._pixel(0, bits, first_row)
+            self._span(0, 1, bits, first_row, 0)
             if st.waitcnt:
                 st.waitcnt -= 1
             else:
@@ -504,27 +522,19 @@ class _Plane:
         stop = i + st.waitcnt
         run_index = 0
         while True:
-            run_at = -1
-            while stop < end and run_at < 0:
-                while i <= stop:
-                    if not first_row and run_index != i and i > 2 and self._run_here(i):
-                        run_at = i
-                        break
-                    self._pixel(i, bits, first_row)
-                    i += 1
-                if run_at < 0:
-                    self._update(stop)
-                    stop = i + (st.tabrand() & waitmask)
-            if run_at < 0:
-                while i < end:
-                    if not first_row and run_index != i and i > 2 and self._run_here(i):
-                        run_at = i
-                        break
-                    self._pixel(i, bits, first_row)
-                    i += 1
-            if run_at < 0:
-                st.waitcnt = stop - end
-                return
+            in_run = False
+            while stop < end:
+                i = self._span(i, stop + 1, bits, first_row, run_index)
+                if i <= stop:
+                    in_run = True
+                    break
+                self._update(stop)
+                stop = i + (st.tabrand() & waitmask)
+            if not in_run:
+                i = self._span(i, end, bits, first_row, run_index)
+                if i == end:
+                    st.waitcnt = stop - end
+                    return
             # a run of pixels equal to their left neighbour
             st.waitcnt = stop - i
             run_index = i
