@@ -40,6 +40,7 @@ from ATPLibrary.vdi.agreement import (
     locate_domain,
     render_table,
     status_name,
+    unreachable_hint,
 )
 from ATPLibrary.vdi.client import VdiClient
 from ATPLibrary.vdi.models import Host, Vm
@@ -102,6 +103,8 @@ def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
         raise UsageError(f"VDI URL '{url}' must start with http:// or https:// (e.g. http://vdi:8088)")
     username = args.username or env.get(ENV_USERNAME) or str(lab.get("username") or "") or "admin"
     password = env.get(ENV_PASSWORD)
+    if password == "":
+        raise UsageError(f"{ENV_PASSWORD} is set but empty: set it to the platform password, or unset it")
     if password is None and lab.get("password_file"):
         try:
             password = Path(str(lab["password_file"])).read_text().strip()
@@ -191,6 +194,9 @@ def cmd_verify(args: argparse.Namespace, client: VdiClient, s: Settings, out: Ou
     else:
         out(report.table(only_differences=args.only_diff))
         out(("OK: " if report.ok else "DIFFERENCES: ") + report.summary())
+        hint = unreachable_hint(report, s.host_uri, "--host-uri")
+        if hint:
+            out(hint)
     return OK if report.ok else FAILED
 
 
@@ -218,7 +224,7 @@ def _host_id(client: VdiClient, ref: str) -> tuple[str, dict[str, Host]]:
     raise UsageError(f"no VDI host with id, name or IP '{ref}'; hosts: {known}")
 
 
-VM_COLUMNS = [("NAME", "name"), ("ID", "id"), ("STATUS", "status"), ("HOST", "host"), ("IP", "ip"), ("POOL", "pool_id")]
+VM_COLUMNS = [("NAME", "name"), ("ID", "id"), ("STATUS", "status"), ("HOST", "host"), ("IP", "ip"), ("POOL", "pool")]
 
 
 def cmd_list_vms(args: argparse.Namespace, client: VdiClient, s: Settings, out: Out) -> int:
@@ -228,7 +234,9 @@ def cmd_list_vms(args: argparse.Namespace, client: VdiClient, s: Settings, out: 
     else:
         hosts = {h.id: h for h in client.all_hosts()}
         vms = list(client.list_vms())
-    emit(args, out, [_vm_row(vm, hosts) for vm in vms if not vm.is_model], VM_COLUMNS)
+    pools = {p.id: p.name for p in client.list_pools()} if any(vm.desktop_pool_id for vm in vms) else {}
+    rows = [_vm_row(vm, hosts) | {"pool": pools.get(vm.desktop_pool_id, vm.desktop_pool_id)} for vm in vms]
+    emit(args, out, [row for row, vm in zip(rows, vms, strict=True) if not vm.is_model], VM_COLUMNS)
     return OK
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import fnmatch
 import html
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import IntEnum
@@ -39,6 +40,7 @@ from ATPLibrary.vdi.agreement import (
     check_template,
     locate_domain,
     status_name,
+    unreachable_hint,
 )
 from ATPLibrary.vdi.client import VdiClient
 from ATPLibrary.vdi.models import BatchError, BatchResult, OrgUnit, Pool, Template, Vm
@@ -112,6 +114,18 @@ def _refs(vms: Iterable[Any]) -> list[str]:
 
 def _label(vm: Vm) -> str:
     return f"'{vm.name}' ({vm.id})"
+
+
+@contextlib.contextmanager
+def _about(what: str, vm: Vm) -> Iterator[None]:
+    """Platform errors of one VM's operation name the operation and the VM (``Binding user 'x' to VDI VM …``)."""
+    try:
+        yield
+    except (VdiConnectionError, VdiBatchError):
+        raise
+    except VdiError as err:
+        status = f" The platform shows it {status_name(vm.status)}." if vm.status != VdiVmStatus.RUNNING else ""
+        raise VdiError(f"{what} VDI VM {_label(vm)} failed: {err}{status}", code=err.code, msg=err.msg) from None
 
 
 def _natural(name: str) -> tuple[Any, ...]:
@@ -461,6 +475,42 @@ class VdiKeywords:
         self.client.delete_pool(found.id)
         logger.info(f"Deleted desk pool '{found.name}' ({found.id}).")
 
+    @keyword("Get Desk Pools")
+    def get_desk_pools(self) -> list[str]:
+        """Returns the names of all desk pools on the platform (natural order).
+
+        | =Assignment= | =Keyword=      |
+        | @{pools} =   | Get Desk Pools |
+        | Should Not Contain | ${pools} | qa-1 |
+        """
+        names = sorted((p.name for p in self.client.list_pools()), key=_natural)
+        logger.info(f"{len(names)} desk pool(s): {', '.join(names) or '(none)'}.")
+        return names
+
+    @keyword("Get VDI VMs")
+    def get_vdi_vms(self, pattern: str = "*", status: VdiVmStatus | None = None) -> list[str]:
+        """Returns the names of the VDI VMs (not templates) whose name matches glob ``pattern``, natural order.
+
+        ``status`` keeps only the VMs the platform shows with that status (``off``, ``running``, ...).
+
+        | =Assignment= | =Keyword=   | =Pattern= | =Status=       |
+        | @{all} =     | Get VDI VMs |           |                |
+        | @{up} =      | Get VDI VMs | qa-*      | status=running |
+        """
+        wanted = None if status is None else (status if isinstance(status, VdiVmStatus) else _parse_status(status))
+        names = sorted(
+            (
+                vm.name
+                for vm in self.client.list_vms()
+                if not vm.is_model and fnmatch.fnmatchcase(vm.name, pattern) and (wanted is None or vm.status == wanted)
+            ),
+            key=_natural,
+        )
+        logger.info(
+            f"{len(names)} VDI VM(s) match '{pattern}'" + (f" and are {wanted}" if wanted is not None else "") + "."
+        )
+        return names
+
     @keyword("Get Desk Pool VMs")
     def get_desk_pool_vms(self, pool: str, ids: bool = False) -> list[str]:
         """Returns the names of the VDI VMs in desk pool ``pool`` (name or id).
@@ -546,6 +596,40 @@ class VdiKeywords:
         logger.info(f"VDI VM {_label(found)} is libvirt domain '{name}' at {conn.uri}.")
         return name
 
+    @keyword("Wait Until VDI VM Guest Agent Responds")
+    def wait_until_vdi_vm_guest_agent_responds(self, vm: str, timeout: timedelta | None = None) -> None:
+        """Waits until the guest agent (qemu-ga) inside VDI VM ``vm`` answers: the guest has booted.
+
+        The platform shows a VM ``running`` as soon as it is powered on; its guest may boot for a while after
+        that (and a graceful `Shutdown VDI VMs` before then is ignored by the guest). The agent is reached
+        through libvirt on the VM's host, found as in `Get VDI VM Domain`. Fails after ``timeout`` (default:
+        the library timeout) naming the VM and its domain.
+
+        | =Keyword=                              | =VM=   | =Timeout=    |
+        | Start VDI VMs                          | qa-1-1 | qa-1-2       |
+        | Wait Until VDI VM Guest Agent Responds | qa-1-1 | timeout=3min |
+        """
+        from ATPLibrary.qga.agent import GuestAgent
+
+        session = self.session
+        found = self._vm(vm)
+        seconds = self.ctx.seconds(timeout)
+        deadline = Deadline(seconds)
+        session.connections.connect_timeout = seconds
+        conn, name = locate_domain(
+            found,
+            {h.id: h for h in session.client.all_hosts()},
+            session.connections,
+            host_uri_template=session.host_uri,
+            domain_name_template=session.domain_name,
+        )
+        try:
+            waited = GuestAgent(conn.domain(name)).ping(max(deadline.remaining(), 0.1))
+        except ATPError as exc:
+            exc.args = (f"VDI VM {_label(found)} (libvirt domain '{name}' at {conn.uri}): {exc}", *exc.args[1:])
+            raise
+        logger.info(f"The guest agent of VDI VM {_label(found)} answered after {format_seconds(waited)}.")
+
     @keyword("Start VDI VMs")
     def start_vdi_vms(
         self,
@@ -558,6 +642,9 @@ class VdiKeywords:
 
         With ``wait`` (default) the keyword waits until the platform's events are done and every VM shows
         ``running``; ``wait=False`` returns once the platform accepted the request.
+
+        ``running`` is the platform's power state: the guest may still be booting. Use
+        `Wait Until VDI VM Guest Agent Responds` before working in the guest or shutting it down gracefully.
 
         When the platform refuses some VMs (its ``errorList``), the keyword fails naming each VM with the
         platform's message (kept as it is, often Chinese), unless ``tolerate_errors=True``: then it logs a
@@ -764,7 +851,8 @@ class VdiKeywords:
         """
         found = self._vm(vm)
         before = {str(n.get("mac")) for n in self.client.list_nics(found.id)}
-        self.client.add_nic(found.id, vlan)
+        with _about(f"Adding a NIC on VLAN {vlan} to", found):
+            self.client.add_nic(found.id, vlan)
         added = [str(n.get("mac")) for n in self.client.list_nics(found.id) if str(n.get("mac")) not in before]
         mac = added[0] if added else ""
         logger.info(f"Added a NIC on VLAN {vlan} to VDI VM {_label(found)}" + (f": {mac}." if mac else "."))
@@ -778,7 +866,8 @@ class VdiKeywords:
         | Remove VDI VM NIC | qa-1-1 | ${mac} |
         """
         found = self._vm(vm)
-        self.client.delete_nic(found.id, mac)
+        with _about(f"Removing NIC {mac} from", found):
+            self.client.delete_nic(found.id, mac)
         logger.info(f"Removed NIC {mac} from VDI VM {_label(found)}.")
 
     def _user_id(self, user: str) -> str:
@@ -805,7 +894,8 @@ class VdiKeywords:
         """
         found = self._vm(vm)
         user_id = self._user_id(user)
-        not_bound = self.client.bind_user([found.id], user_id)
+        with _about(f"Binding user '{user}' to", found):
+            not_bound = self.client.bind_user([found.id], user_id)
         if not_bound:
             raise VdiError(f"The platform did not bind user '{user}' to VDI VM {_label(found)}.")
         logger.info(f"Bound user '{user}' ({user_id}) to VDI VM {_label(found)}.")
@@ -818,7 +908,8 @@ class VdiKeywords:
         | Unbind User From VDI VM | qa-1-1 |
         """
         found = self._vm(vm)
-        self.client.unbind_user([found.id])
+        with _about("Unbinding the user of", found):
+            self.client.unbind_user([found.id])
         logger.info(f"Unbound the user of VDI VM {_label(found)}.")
 
     @keyword("Wait Until VDI VM Status")
@@ -852,7 +943,8 @@ class VdiKeywords:
         | Log             | ${spice.host}:${spice.port} |  |
         """
         found = self._vm(vm)
-        info = self.client.get_spice(found.id)
+        with _about("Getting the SPICE connection of", found):
+            info = self.client.get_spice(found.id)
         if info.port is None or not info.host:
             raise VdiError(f"The platform gave no SPICE host and port for VDI VM {_label(found)}.")
         logger.info(f"SPICE console of VDI VM {_label(found)}: {info.host}:{info.port} (password hidden).")
@@ -909,6 +1001,8 @@ class VdiKeywords:
         if differences:
             lines = "\n".join(r.describe() for r in differences)
             tail = f"\nIn transition (not counted): {', '.join(_label_row(r) for r in moving)}." if moving else ""
+            hint = unreachable_hint(report, session.host_uri, "Connect To VDI  host_uri=...")
+            tail += f"\n{hint}" if hint else ""
             raise VdiAgreementError(
                 f"VDI and libvirt disagree on {len(differences)} of {len(report.rows)} VDI VM(s):\n{lines}{tail}",
                 report,

@@ -310,6 +310,16 @@ class AgreementReport:
         )
 
 
+def unreachable_hint(report: AgreementReport, template: str, option: str) -> str:
+    """When a host could not be reached: how its URI was made and how to change that (empty otherwise)."""
+    if not any(r.kind is Kind.HOST_UNREACHABLE for r in report.rows):
+        return ""
+    return (
+        f"Hosts map to libvirt URIs by the template '{template}'; if this machine reaches them another way "
+        f"(another transport, user or port; the lab: qemu:///system), give {option}."
+    )
+
+
 def render_table(headers: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> str:
     """Left-aligned columns separated by two spaces; the last column is not padded."""
     body = [tuple("" if c is None else str(c) for c in row) for row in rows]

@@ -43,6 +43,24 @@ from ATPLibrary.vdi.routes import Route
 log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = 1006
+#: English for the platform's documented error codes (its messages are Chinese; both are shown).
+KNOWN_CODES: dict[int, str] = {
+    TOKEN_EXPIRED: "token missing, invalid or expired",
+    5098: "user does not exist",
+    5099: "wrong password",
+    5100: "account locked",
+    5101: "account expired",
+    5102: "SMS verification code needed",
+}
+NOT_THE_API = "is this the OCloudView admin API? Check the URL (scheme, host and port, no path)"
+
+
+def describe_status(code: int, msg: str) -> str:
+    """``status 5099: 密码错误 (wrong password)``: the platform's code and message, with English where known."""
+    english = KNOWN_CODES.get(code)
+    return f"status {code}: {msg}" + (f" ({english})" if english else "")
+
+
 _PAGING = ("pageNum", "pageSize")
 _USER_FIELDS = frozenset({"givenName", "idNumber", "mail", "mobile", "sn"})  # UserCreateParam besides the two above
 _CANNOT_HAVE_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -126,19 +144,23 @@ class VdiClient:
                 self._sleep(delay)
 
     def _unwrap(self, route: Route, response: httpx.Response) -> Any:
+        where = f"VDI {route.method} {response.request.url.path}"
         if response.status_code >= 400:
-            raise VdiError(f"VDI {route} failed: HTTP {response.status_code}", code=response.status_code)
+            raise VdiError(
+                f"{where} failed: HTTP {response.status_code} from {self.base_url}: {NOT_THE_API}",
+                code=response.status_code,
+            )
         try:
             envelope = response.json()
         except ValueError:
-            raise VdiError(f"VDI {route} answered with a body that is not JSON", code=-1) from None
+            raise VdiError(f"{where} answered with a body that is not JSON: {NOT_THE_API}", code=-1) from None
         if not isinstance(envelope, dict) or "status" not in envelope:
-            raise VdiError(f"VDI {route} answered without a status envelope", code=-1)
+            raise VdiError(f"{where} answered without the platform's status envelope: {NOT_THE_API}", code=-1)
         status = envelope.get("status")
         msg = str(envelope.get("msg") or "")
         if status != 0:
             code = status if isinstance(status, int) else -1
-            raise VdiError(f"VDI {route} failed: status {status}: {msg}", code=code, msg=msg)
+            raise VdiError(f"{where} failed: {describe_status(code, msg)}", code=code, msg=msg)
         return envelope.get("data")
 
     def _call(
@@ -191,14 +213,13 @@ class VdiClient:
         try:
             data = self._unwrap(R.LOGIN, response)
         except VdiError as err:
-            raise VdiError(
-                f"VDI login as {self.username!r} failed: status {err.code}: {err.msg}", code=err.code, msg=err.msg
-            ) from None
+            why = describe_status(err.code, err.msg) if err.msg or err.code in KNOWN_CODES else str(err)
+            raise VdiError(f"VDI login as {self.username!r} failed: {why}", code=err.code, msg=err.msg) from None
         token = (data or {}).get("token")
         if not token:
             raise VdiError(f"VDI login as {self.username!r} returned no token", code=-1)
         self.token = str(token)
-        log.info("VDI logged in to %s as %s", self.base_url, self.username)
+        log.debug("VDI logged in to %s as %s", self.base_url, self.username)
         return self.token
 
     def logout(self) -> None:

@@ -10,11 +10,14 @@ Test Tags           area:vdi    speed:slow
 
 *** Variables ***
 ${POOL}         ${EMPTY}
+${POOL_NAME}    ${EMPTY}
 ${VDI_USER}     atpuser
 
 
 *** Test Cases ***
 Pool Holds Two VMs From The Template
+    ${pools}=    Get Desk Pools
+    Should Contain    ${pools}    ${POOL_NAME}
     ${vms}=    Get Desk Pool VMs    ${POOL}
     Length Should Be    ${vms}    2
     FOR    ${vm}    IN    @{vms}
@@ -26,7 +29,7 @@ Started VMs Really Boot
     Start VDI VMs    @{VMS}    timeout=${VDI_BOOT_TIMEOUT}
     FOR    ${vm}    IN    @{VMS}
         Wait Until VDI VM Status    ${vm}    running
-        Guest Of VDI VM Should Have Booted    ${vm}
+        Wait Until VDI VM Guest Agent Responds    ${vm}    timeout=${VDI_BOOT_TIMEOUT}
     END
 
 A User Is Bound To A VM
@@ -53,10 +56,11 @@ A VM Destroyed Behind The Platform's Back Is Named
 
 *** Keywords ***
 Make A Desk Pool Of Two VMs
-    [Documentation]    Suite setup: the suite's own desk pool ``${POOL}`` and its VMs ``@{VMS}`` (names).
+    [Documentation]    Suite setup: the desk pool (id ``${POOL}``, name ``${POOL_NAME}``) and its VMs ``@{VMS}``.
     Connect To The VDI Platform
     ${name}=    A Unique Desk Pool Name    demo
     ${new_pool}=    Create Desk Pool    ${name}    ${VDI_TEMPLATE}    amount=2
     VAR    ${POOL}=    ${new_pool}    scope=SUITE
+    VAR    ${POOL_NAME}=    ${name}    scope=SUITE
     ${names}=    Get Desk Pool VMs    ${new_pool}
     VAR    @{VMS}=    @{names}    scope=SUITE

@@ -136,6 +136,7 @@ def test_verify_reports_an_unreachable_host(
     rc, out, _ = atp(capsys, "vdi", "verify", "--url", sim.url, "--host-uri", "qemu+tcp://{ip}:1/system")
     assert rc == 1
     assert "host unreachable" in out and "qemu+tcp://127.0.0.1:1/system" in out
+    assert "Hosts map to libvirt URIs by the template 'qemu+tcp://{ip}:1/system'" in out and "--host-uri" in out
 
 
 def test_verify_of_a_desk_pool(
@@ -228,7 +229,10 @@ def test_password_only_from_the_environment(
     monkeypatch.setenv("ATP_VDI_PASSWORD", "wrong")
     rc, out, err = atp(capsys, "vdi", "list-hosts", "--url", sim.url)
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert f"cannot log in to the VDI platform at {sim.url}" in err and "status 5099: 密码错误" in err
+    assert f"cannot log in to the VDI platform at {sim.url}" in err and "status 5099: 密码错误 (wrong password)" in err
+    monkeypatch.setenv("ATP_VDI_PASSWORD", "")
+    rc, out, err = atp(capsys, "vdi", "list-hosts", "--url", sim.url)
+    assert (rc, out) == (2, "") and "ATP_VDI_PASSWORD is set but empty" in err
 
 
 def test_missing_or_unreachable_url(sim: SimServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -241,6 +245,9 @@ def test_missing_or_unreachable_url(sim: SimServer, capsys: pytest.CaptureFixtur
     assert rc == 2 and err.count("\n") == 1 and url in err
     rc, _, err = atp(capsys, "vdi", "list-vms", "--url", sim.url, "--host-uri", "qemu://{host}/system")
     assert rc == 2 and "{host}" in err
+    rc, _, err = atp(capsys, "vdi", "list-vms", "--url", sim.url + "/not-here")  # a server, but not the API there
+    assert rc == 2 and err.count("\n") == 1
+    assert "HTTP 404" in err and "is this the OCloudView admin API? Check the URL" in err
 
 
 def test_settings_from_the_lab_variables_file(

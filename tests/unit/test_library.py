@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYWORDS = {
+    "Open SPICE Session",
+    "Close SPICE Session",
+    "Take SPICE Screenshot",
     "Connect To Host",
     "Switch Host",
     "Disconnect From Host",
@@ -91,6 +94,9 @@ KEYWORDS = {
     "Unbind User From VDI VM",
     "VDI And Libvirt Should Agree",
     "Wait Until VDI VM Status",
+    "Wait Until VDI VM Guest Agent Responds",
+    "Get Desk Pools",
+    "Get VDI VMs",
 }
 
 

@@ -86,7 +86,7 @@ def test_wrong_password_fails_with_code_message_and_url(sim: SimServer) -> None:
     library = ATPLibrary(run_on_failure="NONE")
     with pytest.raises(VdiError, match="5099") as excinfo:
         kw(library, "Connect To VDI", sim.url, "admin", Secret("not-it"))
-    assert sim.url in str(excinfo.value) and "密码错误" in str(excinfo.value)
+    assert sim.url in str(excinfo.value) and "status 5099: 密码错误 (wrong password)" in str(excinfo.value)
     assert excinfo.value.code == 5099
 
 
@@ -270,8 +270,34 @@ def test_spice_connection_hides_the_password(sim: SimServer, lib: ATPLibrary, po
     assert spice.uri == f"spice://127.0.0.1:{spice.port}" and spice.vm == vm
     assert isinstance(spice.password, Secret) and spice.password.value
     assert spice.password.value not in repr(spice) and spice.password.value not in str(spice)
-    with pytest.raises(VdiError, match="虚拟机未开机"):
+    with pytest.raises(VdiError) as excinfo:
         kw(lib, "Get SPICE Connection", pool_vms[1])
+    message = str(excinfo.value)
+    assert message.startswith(f"Getting the SPICE connection of VDI VM '{pool_vms[1]}' (")
+    assert "虚拟机未开机" in message and message.endswith("The platform shows it off.")
+    assert "{id}" not in message  # the real path, not the route's template
+
+
+def test_bind_error_names_the_vm_and_user(lib: ATPLibrary, pool_vms: list[str]) -> None:
+    with pytest.raises(VdiError) as excinfo:
+        kw(lib, "Bind User To VDI VM", pool_vms[0], "nobody-here")
+    assert str(excinfo.value).startswith(f"Binding user 'nobody-here' to VDI VM '{pool_vms[0]}' (")
+
+
+def test_pools_and_vms_are_listed_by_name(lib: ATPLibrary, pool_vms: list[str]) -> None:
+    assert kw(lib, "Get Desk Pools") == ["qa"]
+    assert kw(lib, "Get VDI VMs") == pool_vms == ["qa-vm-1", "qa-vm-2", "qa-vm-3"]
+    kw(lib, "Start VDI VMs", pool_vms[1])
+    assert kw(lib, "Get VDI VMs", "qa-vm-*", status="running") == [pool_vms[1]]
+    assert kw(lib, "Get VDI VMs", "qa-vm-[13]", status="off") == [pool_vms[0], pool_vms[2]]
+    assert kw(lib, "Get VDI VMs", "other-*") == []
+
+
+def test_a_server_that_is_not_the_platform_is_named(sim: SimServer) -> None:
+    library = ATPLibrary(run_on_failure="NONE")
+    with pytest.raises(VdiError) as excinfo:
+        kw(library, "Connect To VDI", sim.url + "/elsewhere", "admin", Secret(PASSWORD), retries=0)
+    assert "HTTP 404" in str(excinfo.value) and "is this the OCloudView admin API?" in str(excinfo.value)
 
 
 # ---------------------------------------------------------------- agreement
