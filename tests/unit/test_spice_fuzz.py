@@ -7,6 +7,7 @@ example must finish within the deadline and may only succeed or raise SpiceProto
 from __future__ import annotations
 
 import contextlib
+import io
 import struct
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import spice_encoders as enc
 import spice_messages as sm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from ATPLibrary.errors import SpiceProtocolError
 from ATPLibrary.spice.display import DisplayChannelHandler, GlzWindow, decode_glz, decode_lz, decode_quic
@@ -142,6 +144,19 @@ def test_mutated_messages(index: int, msg_type: int, e: list[tuple[int, int]], c
     payload = mutate(VALID[index], e, cut)
     only_protocol_errors(lambda: handler.handle(msg_type, payload))
     only_protocol_errors(lambda: handler.handle(m.MSG_DRAW_COPY, payload))
+
+
+_JPEG = io.BytesIO()
+Image.new("RGB", (8, 8), (10, 200, 30)).save(_JPEG, "JPEG")
+
+
+@FUZZ
+@given(edits, cuts, st.binary(max_size=100))
+def test_mjpeg_frames_mutated_truncated_or_random(e: list[tuple[int, int]], cut: int | None, junk: bytes) -> None:
+    handler = _handler()
+    handler.handle(m.MSG_STREAM_CREATE, sm.stream_create(1, 1, (0, 0, 8, 8), 8, 8))
+    only_protocol_errors(lambda: handler.handle(m.MSG_STREAM_DATA, sm.stream_data(1, mutate(_JPEG.getvalue(), e, cut))))
+    only_protocol_errors(lambda: handler.handle(m.MSG_STREAM_DATA, sm.stream_data(1, junk)))
 
 
 def test_valid_messages_are_accepted() -> None:

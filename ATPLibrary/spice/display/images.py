@@ -14,7 +14,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ATPLibrary.errors import SpiceProtocolError, SpiceUnsupportedError
 from ATPLibrary.spice.display.bitmap import bitmap_data_size, decode_bitmap
@@ -210,5 +210,7 @@ def decode_jpeg(data: bytes, what: str) -> Pixels:
             check_size(img.width, img.height, what)
             rgb = img.convert("RGB")
             return Pixels(rgb.width, rgb.height, bytearray(rgb.tobytes("raw", "BGRX")))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise SpiceProtocolError(f"{what}: cannot decode ({exc})") from None
+    except SpiceProtocolError:
+        raise
+    except Exception as exc:  # Pillow's decoders raise many kinds (OSError, SyntaxError, DecompressionBombError, ...)
+        raise SpiceProtocolError(f"{what}: cannot decode ({type(exc).__name__}: {exc})") from None
