@@ -136,10 +136,10 @@ class Surface:
     def blit(self, box: Rect, clips: list[Rect] | None, image: Pixels, src: Rect, rop: int, nearest: bool) -> None:
         """Draw ``src`` of ``image`` into ``box`` (scaled when the sizes differ), clipped, with ``rop``."""
         whole = Rect(0, 0, image.width, image.height)
-        if src.empty or src.intersect(whole) != src:
-            raise SpiceProtocolError(f"draw: source area {src} is not inside the {image.width}x{image.height} image")
-        if box.empty:
+        if src.empty or box.empty:
             return
+        if src.intersect(whole) != src:
+            raise SpiceProtocolError(f"draw: source area {src} is not inside the {image.width}x{image.height} image")
         if (src.width, src.height) != (box.width, box.height):
             check_size(box.width, box.height, "scaled draw")
             pil = Image.frombuffer("RGBX", (image.width, image.height), bytes(image.data), "raw", "RGBX", 0, 1)

@@ -261,8 +261,8 @@ class DisplayChannelHandler:
         elif brush.kind == m.BRUSH_PATTERN:
             pattern = self.images.read(r, brush.pattern)
             surface.fill_pattern(base.box, base.clip, pattern, (brush.x, brush.y), rop)
-        else:
-            surface.fill(base.box, base.clip, 0, rop)  # no brush: only the destination-only ops matter
+        elif rop & (ROPD_OP_BLACKNESS | ROPD_OP_WHITENESS | ROPD_OP_INVERS):
+            surface.fill(base.box, base.clip, 0, rop)  # no brush: only destination-only operations draw
         self.draws += 1
 
     def _fill_op(self, r: Reader, rop: int) -> None:
