@@ -25,6 +25,7 @@ from ATPLibrary.keywords import (
 from ATPLibrary.keywords.channels import ChannelKeywords
 from ATPLibrary.keywords.files import FilesKeywords
 from ATPLibrary.keywords.qmp import QmpKeywords
+from ATPLibrary.keywords.spice import SpiceKeywords
 from ATPLibrary.keywords.vdi import VdiKeywords
 from ATPLibrary.keywords.verification import VerificationKeywords
 
@@ -50,8 +51,8 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     Every keyboard and mouse keyword takes ``via`` and ``verify``:
 
     - ``via`` chooses how input reaches the VM: ``qmp`` (QEMU's ``input-send-event`` through libvirt, so
-      remote hosts work; the default) or ``spice`` (the SPICE inputs channel, as a VDI client sends it; not
-      in this version yet).
+      remote hosts work; the default) or ``spice`` (the SPICE inputs channel, as a VDI client sends it,
+      through the VM's session from `Open SPICE Session`).
     - ``verify=True`` checks in a closed loop that the guest received exactly what was sent (needs the
       verification agent in the guest: see `Verification`).
 
@@ -106,6 +107,15 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
     `Upload File To Guest` / `Download File From Guest` move files through qemu-ga in chunks (large files
     work). `Open Channel`, `Write To Channel` and `Read From Channel` talk to a VM's virtio-serial ports
     through libvirt (raw, line or JSON framing).
+
+    = SPICE =
+
+    `Open SPICE Session` connects this library's own SPICE client to a VM (from its live libvirt XML), a
+    VDI VM (the platform's ``spice-key``) or a host and port, over TCP or TLS (``tls=True``, ``ca_file``).
+    Input keywords with ``via=spice`` then send through it (keys as PC/AT set-1 scan codes, the mouse in
+    client mode as pixels or in server mode as relative motion), with ``verify=True`` as well.
+    `Take SPICE Screenshot` shows what the SPICE client sees; `Close SPICE Session` ends it. Passwords are
+    ``Secret`` values and never logged. See docs/spice.md.
 
     = Guest agent =
 
@@ -178,6 +188,8 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         self._pool = PoolKeywords(self.ctx)
         self._channels = ChannelKeywords(self.ctx)
         self._vdi = VdiKeywords(self.ctx)
+        self._screen = ScreenKeywords(self.ctx)
+        self._spice = SpiceKeywords(self.ctx, self._vdi, self._screen)
         self._running_on_failure = False
         self._failures_shown: set[tuple[object, str, str]] = set()
         DynamicCore.__init__(
@@ -187,7 +199,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 GuestKeywords(self.ctx),
                 self._keyboard,
                 MouseKeywords(self.ctx),
-                ScreenKeywords(self.ctx),
+                self._screen,
                 LibraryKeywords(self.ctx),
                 QmpKeywords(self.ctx),
                 FilesKeywords(self.ctx),
@@ -195,6 +207,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 VerificationKeywords(self.ctx),
                 self._pool,
                 self._vdi,
+                self._spice,
             ],
         )
         self.ROBOT_LIBRARY_LISTENER = self
@@ -245,6 +258,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
         if data.parent is None:  # the whole run ends: close what is still open
             self._channels.close_all_channels()
             self._vdi.disconnect_from_vdi()
+            self._spice.close_spice_session()
             if self.ctx.verification is not None:
                 self.ctx.verification.stop()
 

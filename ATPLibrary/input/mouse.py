@@ -20,6 +20,10 @@ from ATPLibrary.errors import ConfigurationError
 
 #: QEMU's INPUT_EVENT_ABS_MAX: absolute axes run from 0 to 0x7FFF.
 ABS_MAX = 0x7FFF
+#: Key of an ``abs`` event carrying the pixel its value was scaled from: ``{"position": p, "size": n}``.  Not
+#: part of QMP: :class:`~ATPLibrary.qmp.monitor.MonitorClient` drops it; the SPICE sink sends the pixel itself
+#: (SPICE positions are pixels, scaled by QEMU), so no value is ever inverted.
+PIXEL_KEY = "atp-pixel"
 #: QEMU limits a relative move per event only by int32; keep each step small so guests accelerate sanely.
 MAX_REL_STEP = 127
 
@@ -72,11 +76,17 @@ def pixel_to_abs(position: int, size: int, axis: str = "x") -> int:
     return round(position * ABS_MAX / (size - 1))
 
 
-def abs_events(x_abs: int, y_abs: int) -> list[dict[str, Any]]:
-    return [
+def abs_events(x_abs: int, y_abs: int, pixel: tuple[int, int, int, int] | None = None) -> list[dict[str, Any]]:
+    """An absolute move; ``pixel`` = (x, y, width, height) it was scaled from, carried under PIXEL_KEY."""
+    events: list[dict[str, Any]] = [
         {"type": "abs", "data": {"axis": "x", "value": x_abs}},
         {"type": "abs", "data": {"axis": "y", "value": y_abs}},
     ]
+    if pixel is not None:
+        x, y, width, height = pixel
+        events[0][PIXEL_KEY] = {"position": x, "size": width}
+        events[1][PIXEL_KEY] = {"position": y, "size": height}
+    return events
 
 
 def rel_events(dx: int, dy: int) -> list[dict[str, Any]]:

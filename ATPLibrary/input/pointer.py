@@ -41,7 +41,7 @@ class QmpPointer:
         """Move to pixel (x, y); returns the absolute axis values sent."""
         width, height = size or self.screen_size()
         ax, ay = pixel_to_abs(x, width, "x"), pixel_to_abs(y, height, "y")
-        self.sink.send_input_events(abs_events(ax, ay))
+        self.sink.send_input_events(abs_events(ax, ay, (x, y, width, height)))
         return ax, ay
 
     def move_by(self, dx: int, dy: int) -> list[tuple[int, int]]:

@@ -32,6 +32,7 @@ from ATPLibrary.verification.session import SessionInfo
 
 if TYPE_CHECKING:
     from ATPLibrary.keywords.vdi import VdiSession
+    from ATPLibrary.spice.session import SpiceSession
 
 T = TypeVar("T")
 Sleep = Callable[[float], None]
@@ -83,6 +84,8 @@ class LibraryContext:
         self.qmp_sockets: dict[str, SocketQmpTransport] = {}
         #: The VDI platform `Connect To VDI` logged in to (closed by `Disconnect From VDI` or at the end of the run).
         self.vdi: VdiSession | None = None
+        #: SPICE client sessions by name (`Open SPICE Session`): a VM's name routes its via=spice input.
+        self.spice_sessions: dict[str, SpiceSession] = {}
 
     def seconds(self, timeout: timedelta | float | str | None) -> float:
         """A keyword's timeout in seconds (None: the library default), times the library's timeout scale."""
@@ -128,6 +131,30 @@ class LibraryContext:
             return shot.width, shot.height
 
         return QmpPointer(sink if sink is not None else self.monitor(vm), screen_size, sleep=sleep or time.sleep)
+
+    # ------------------------------------------------------------ SPICE
+
+    def spice_session(self, name: str) -> SpiceSession:
+        """The open SPICE session called ``name`` (a VM or an alias), or a clear error."""
+        session = self.spice_sessions.get(name)
+        if session is None:
+            opened = ", ".join(sorted(self.spice_sessions)) or "none"
+            raise ConfigurationError(
+                f"No SPICE session is open for '{name}' (open: {opened}). Use Open SPICE Session    {name} first; "
+                "via=spice sends input through it."
+            )
+        if session.closed:
+            raise ConfigurationError(f"The SPICE session '{name}' was closed; use Open SPICE Session again.")
+        return session
+
+    def input_sink(self, vm: str, via: InputTransport) -> EventSink:
+        """Where ``vm``'s input goes: its QMP monitor, or its SPICE session's inputs channel."""
+        if via is InputTransport.SPICE:
+            from ATPLibrary.spice.sink import SpiceInputSink
+
+            self.last_vm = vm
+            return SpiceInputSink(self.spice_session(vm), self.keymap)
+        return self.monitor(vm)
 
     # ------------------------------------------------------------ verification
 
@@ -186,7 +213,9 @@ class LibraryContext:
     ) -> T:
         """Run one input action on ``vm``: straight to the VM, or (``verify``) recorded, expected, replayed
         and checked against what the guest's verification agent reports."""
-        _via, verified = self.input_options(via, verify)
+        chosen_via, verified = self.input_options(via, verify)
+        # A missing SPICE session fails before anything is sent or expected.
+        sink = self.input_sink(vm, chosen_via)
         server = self.verification
         watched = server is not None and server.running and server.is_connected(vm)
         if verified or watched:
@@ -200,7 +229,7 @@ class LibraryContext:
             self.input_marks[vm] = server.mark(vm)  # Input Should Be Received compares from here
         if not verified:
             try:
-                return action(self.monitor(vm), time.sleep)
+                return action(sink, time.sleep)
             finally:
                 self.unverified_sent[vm] = time.monotonic()
         recorder = RecordingSink()
@@ -216,12 +245,15 @@ class LibraryContext:
             ) from exc
         server = self.verification_server()
         self.input_marks[vm] = server.mark(vm)
-        handle = server.expect(
-            vm, qmp_events(recorder.events), timeout, text=text, layout=self.layout, secret=secret, what=what
-        )
+        sent = recorder.events
+        if chosen_via is InputTransport.SPICE:
+            from ATPLibrary.spice.sink import expected_events
+
+            sent = expected_events(sent)  # absolute positions: QEMU's client-mode scaling of the pixel
+        handle = server.expect(vm, qmp_events(sent), timeout, text=text, layout=self.layout, secret=secret, what=what)
         handle.sending()
         try:
-            recorder.replay(self.monitor(vm), time.sleep)
+            recorder.replay(sink, time.sleep)
         except BaseException:
             handle.cancel()
             raise

@@ -80,7 +80,8 @@ class MonitorClient:
         Returns the number of commands sent.
         """
         limit = min(limit, MAX_EVENTS_PER_COMMAND)
-        chunks = chunk_events(events, limit)
+        # QMP takes only "type" and "data"; other keys (the pixel an abs value came from) are the library's own
+        chunks = chunk_events([{k: v for k, v in e.items() if k in ("type", "data")} for e in events], limit)
         for chunk in chunks:
             self.execute("input-send-event", {"events": chunk})
         return len(chunks)

@@ -58,8 +58,12 @@ def _pointer(sink: Sink, size: tuple[int, int] = (720, 400)) -> QmpPointer:
 def test_move_to_sends_x_and_y_in_one_report() -> None:
     sink = Sink()
     assert _pointer(sink).move_to(719, 0) == (ABS_MAX, 0)
+    # each axis also carries the pixel it was scaled from (for SPICE, which sends pixels; QMP drops it)
     assert sink.reports == [
-        [{"type": "abs", "data": {"axis": "x", "value": ABS_MAX}}, {"type": "abs", "data": {"axis": "y", "value": 0}}]
+        [
+            {"type": "abs", "data": {"axis": "x", "value": ABS_MAX}, "atp-pixel": {"position": 719, "size": 720}},
+            {"type": "abs", "data": {"axis": "y", "value": 0}, "atp-pixel": {"position": 0, "size": 400}},
+        ]
     ]
 
 
@@ -97,11 +101,12 @@ def test_input_options_default_to_the_library_and_refuse_what_is_missing() -> No
     assert ctx.input_options(InputTransport.QMP, False) == (InputTransport.QMP, False)
     assert ctx.input_options("QMP", True) == (InputTransport.QMP, True)
     assert LibraryContext(verify=True).input_options(None, None) == (InputTransport.QMP, True)
-    with pytest.raises(ConfigurationError, match="via=spice"):
-        ctx.input_options(InputTransport.SPICE, None)
+    assert ctx.input_options("spice", None) == (InputTransport.SPICE, False)
     spice_by_default = LibraryContext(via=InputTransport.SPICE)
-    with pytest.raises(ConfigurationError, match="via=spice"):
-        spice_by_default.input_options(None, None)
+    assert spice_by_default.input_options(None, None) == (InputTransport.SPICE, False)
+    # via=spice without an open session fails before anything is sent, saying what to do
+    with pytest.raises(ConfigurationError, match="Open SPICE Session"):
+        spice_by_default.perform_input("vm1", lambda sink, _sleep: sink, via=None, verify=False)
 
 
 def test_timeout_scale_multiplies_default_and_explicit_timeouts() -> None:
