@@ -4,8 +4,10 @@ Use it with ``--variablefile variables/lab.py``.  It defines:
 
 - ``${LAB_URI}``: the libvirt URI of the lab host (``qemu:///system``)
 - ``@{LAB_VMS}``: the lab's guests, ``atp-lab-01`` ... ``atp-lab-NN``
-- ``&{LAB_GUESTS}``: per guest its SPICE host and port, serial log and verifier socket (never the SPICE
-  password: secrets stay out of variables, which Robot may log)
+- ``&{LAB_GUESTS}``: per guest its SPICE host, port and tlsPort, serial log and verifier socket (never the
+  SPICE password: secrets stay out of variables, which Robot may log)
+- ``${SPICE_CA_FILE}``: the CA that signed the lab's SPICE TLS server certificate (``ca_file=`` of
+  `Open SPICE Session` with ``tls=True``)
 - the lab's VDI simulator: ``${VDI_URL}``, ``${VDI_USERNAME}``, ``${VDI_PASSWORD}`` (a Robot Framework
   ``Secret``: `Connect To VDI` takes it, and logs show ``<secret>``), ``${VDI_HOST_URI}`` (how its hosts map
   to libvirt), ``${VDI_DOMAIN_NAME}`` and ``${VDI_TEMPLATE}`` (the template that boots the lab's guest image)
@@ -48,6 +50,7 @@ def get_variables() -> dict[str, Any]:
         "VDI_TEMPLATE": vdi.get("template", "atp-lab-image"),
         "LAB_URI": data.get("uri", "qemu:///system"),
         "LAB_VMS": list(data.get("vms", [])),
+        "SPICE_CA_FILE": data.get("spice_ca_file", str(path.parent / "spice-tls" / "ca-cert.pem")),
         "LAB_GUESTS": {
             name: {k: v for k, v in guest.items() if "password" not in k}
             for name, guest in data.get("guests", {}).items()

@@ -72,7 +72,7 @@ class SpiceKeywords:
         ``password`` must be a Robot Framework ``Secret`` (it is never logged); it overrides the one the
         source gives. Passwords over 59 characters fail before anything is sent (SPICE servers keep 59).
         ``tls=True`` connects with TLS, trusting ``ca_file`` (default: the system CAs; the lab's CA is
-        ``${LAB_SPICE_CA}``). ``timeout`` bounds the whole opening (default: the library timeout).
+        ``${SPICE_CA_FILE}``). ``timeout`` bounds the whole opening (default: the library timeout).
         ``display=False`` skips the display channel (no `Take SPICE Screenshot`).
 
         The session is named ``alias``, else the VM (for ``vdi_vm``: its libvirt domain on the current host
@@ -81,7 +81,7 @@ class SpiceKeywords:
 
         | =Keyword=          | =VM=       | =Options=                         |
         | Open SPICE Session | atp-lab-01 |                                   |
-        | Open SPICE Session | atp-lab-01 | tls=True    ca_file=${LAB_SPICE_CA} |
+        | Open SPICE Session | atp-lab-01 | tls=True    ca_file=${SPICE_CA_FILE} |
         | Type Text          | atp-lab-01 | hello\\n    via=spice    verify=True |
         | Close SPICE Session | atp-lab-01 |                                  |
         """

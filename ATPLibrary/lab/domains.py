@@ -73,6 +73,8 @@ def domain_xml(spec: GuestSpec) -> str:
                 f"unix socket path {sock} is longer than {MAX_SOCKET_PATH} bytes; set ATP_LAB_DIR to a shorter folder"
             )
     q = quoteattr
+    # SPICE: a plain port and, because the lab's qemu.conf sets spice_tls = 1, a tlsPort (libvirt adds it to
+    # every SPICE domain it starts; the certificates are the lab's spice-tls/ folder).
     tcg = "<tcg><tb-cache unit='MiB'>32</tb-cache></tcg>" if spec.accel == "qemu" else ""
     # A second QMP monitor on a unix socket, beside libvirt's own, for the direct QMP transport (QEMU that
     # libvirt does not manage is reached this way); libvirt marks such a domain "tainted: custom-argv".
@@ -150,10 +152,20 @@ def spice_password_of(xml: str) -> str | None:
 
 def spice_port_of(xml: str) -> int | None:
     """The SPICE port of a running domain's live XML; None while it is not assigned (-1)."""
+    return _spice_port_attr(xml, "port")
+
+
+def spice_tls_port_of(xml: str) -> int | None:
+    """The SPICE tlsPort of a running domain's live XML; None when it has none (libvirt gives every SPICE
+    domain one when qemu.conf sets ``spice_tls = 1``; a domain started before that has none until restarted)."""
+    return _spice_port_attr(xml, "tlsPort")
+
+
+def _spice_port_attr(xml: str, attr: str) -> int | None:
     m = re.search(r"<graphics\b[^>]*\btype=['\"]spice['\"][^>]*>", xml)
     if not m:
         return None
-    port = re.search(r"\bport=['\"](-?\d+)['\"]", m.group(0))
+    port = re.search(rf"\b{attr}=['\"](-?\d+)['\"]", m.group(0))
     if not port or int(port.group(1)) <= 0:
         return None
     return int(port.group(1))

@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 
 from ATPLibrary.errors import LabError, WaitTimeoutError
-from ATPLibrary.lab import paths, system
+from ATPLibrary.lab import paths, spice_tls, system
 from ATPLibrary.lab.domains import (
     TEMPLATE_KEY,
     VERIFIER_TCP_PORT,
@@ -27,9 +27,11 @@ from ATPLibrary.lab.domains import (
     new_spice_password,
     spice_password_of,
     spice_port_of,
+    spice_tls_port_of,
 )
 from ATPLibrary.lab.image import GuestImage, ensure_image, prune_images
 from ATPLibrary.lab.progress import Progress
+from ATPLibrary.lab.shell import is_root
 from ATPLibrary.lab.vdi_sim import LabVdiSim
 from ATPLibrary.pool.leases import LeaseStore
 from ATPLibrary.vdi.sim.backend import DOMAIN_PREFIX as VDI_DOMAIN_PREFIX
@@ -131,10 +133,13 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = LabState.load()
         system.ensure_packages(self.log)
-        result = system.start_libvirtd(self.log, started_by_lab=state.daemons.get("libvirtd"))
+        tls = self._spice_tls_settings()
+        result = system.start_libvirtd(self.log, started_by_lab=state.daemons.get("libvirtd"), qemu_conf_extra=tls)
         state.daemons = {k: v for k, v in state.daemons.items() if system.pid_alive(v)}
         state.daemons.update(result.started)
         state.save()
+        if not result.started:  # a libvirtd that already ran: it may predate the SPICE TLS settings
+            state = self._apply_qemu_conf(state, tls)
         image = ensure_image(self.dir, self.log)
         accel, probe = choose_accel(state)
         with self._connect() as conn:
@@ -148,11 +153,67 @@ class Lab:
                 self._ensure_running(conn, name, image, accel)
             deadline_s = timeout if timeout is not None else BOOT_TIMEOUT_BASE + BOOT_TIMEOUT_PER_VM * len(names)
             self._wait_ready(conn, names, deadline_s)
+            self._check_tls_ports(conn, names)
             vdi = LabVdiSim(self.dir, self.log).up()
             lab_vars = self._write_vars(conn, names, accel, vdi)
         prune_images(self.dir, keep={image.directory})
         self.log(f"lab up: {len(names)} guests console-ready in {time.monotonic() - started:.1f} s ({accel})")
         return lab_vars
+
+    def _spice_tls_settings(self) -> system.Settings:
+        """Make (or reuse) the SPICE TLS CA and server certificate; the qemu.conf lines that use them."""
+        files = spice_tls.ensure_spice_tls(self.dir)
+        if files.created:
+            self.log(f"made a SPICE TLS CA and server certificate in {files.directory}")
+        return system.spice_tls_settings(files.directory)
+
+    def _apply_qemu_conf(self, state: LabState, tls: system.Settings) -> LabState:
+        """With a libvirtd that already runs: make qemu.conf carry the SPICE TLS lines and make libvirtd read
+        them, restarting it only when the lab started it.  A foreign qemu.conf is never written: without the
+        lines this stops naming them and the file; a foreign libvirtd that has not read them is named too."""
+        conf = system.QEMU_CONF
+        pid = system.running_libvirtd_pid()
+        ours = pid is not None and pid == state.daemons.get("libvirtd")
+        own_file = conf.exists() and system.is_lab_qemu_conf(conf)
+        if own_file and is_root():
+            changed = system.ensure_qemu_conf(conf, extra=tls)
+        else:
+            try:
+                text = conf.read_text()
+            except FileNotFoundError:
+                text = ""
+            except OSError as exc:
+                raise LabError(f"cannot read {conf} ({exc}); the lab needs SPICE TLS settings in it") from exc
+            missing = system.missing_qemu_conf_settings(text, tls)
+            if missing and own_file:
+                raise LabError(
+                    f"{conf} (written by the lab) lacks these lines; run `atp lab up` as root so that the lab "
+                    "writes them and restarts its libvirtd:\n  " + "\n  ".join(missing)
+                )
+            if missing:
+                raise system.foreign_qemu_conf_error(conf, missing)
+            changed = False
+        if not changed and not (pid is not None and system.read_before(pid, conf)):
+            return state
+        if ours:
+            self.log(f"restarting libvirtd (started by the lab) so that it reads the SPICE TLS settings in {conf}")
+            self._restart_libvirtd(tls)
+            return LabState.load()
+        raise LabError(
+            f"libvirtd{f' (PID {pid})' if pid else ''} was not started by the lab and has not read {conf} since "
+            "it changed (it needs spice_tls = 1 for the guests' SPICE tlsPort). Restart libvirtd, then run "
+            "`atp lab up` again."
+        )
+
+    def _check_tls_ports(self, conn: libvirt.virConnect, names: list[str]) -> None:
+        """Every running lab guest has a SPICE tlsPort, or the lab says why not (libvirtd without spice_tls)."""
+        lacking = [n for n in names if spice_tls_port_of(conn.lookupByName(n).XMLDesc(0)) is None]
+        if lacking:
+            raise LabError(
+                f"{', '.join(lacking)} started without a SPICE tlsPort: the running libvirtd does not apply "
+                f"spice_tls = 1 from {system.QEMU_CONF}. Restart libvirtd so that it reads the file, then run "
+                "`atp lab up` again."
+            )
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[libvirt.virConnect]:
@@ -258,6 +319,12 @@ class Lab:
                 password = spice_password_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
                 self._remove(dom)
                 dom = None
+            elif dom.isActive() and spice_tls_port_of(dom.XMLDesc(0)) is None:
+                # started before libvirtd had spice_tls = 1: only a new start gives it a tlsPort
+                self.log(f"{name}: restarting (it has no SPICE tlsPort: started before SPICE TLS was on)")
+                password = spice_password_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
+                self._remove(dom)
+                dom = None
             elif dom.isActive():
                 return  # already running: its serial log holds this boot's marks
         if dom is None:
@@ -324,6 +391,7 @@ class Lab:
             guests[name] = {
                 "spice_host": "127.0.0.1",
                 "spice_port": spice_port_of(secure),
+                "spice_tls_port": spice_tls_port_of(secure),
                 "spice_password": spice_password_of(secure),
                 "serial_log": str(self.serial_log(name)),
                 "verifier_socket": str(self._verifier_socket(name)),
@@ -334,6 +402,7 @@ class Lab:
             "vms": names,
             "accel": accel,
             "lab_dir": str(self.dir),
+            "spice_ca_file": str(spice_tls.tls_dir(self.dir) / spice_tls.CA_CERT),
             "guests": guests,
             "vdi": vdi,
             "verifier_tcp_port": VERIFIER_TCP_PORT,
@@ -350,15 +419,15 @@ class Lab:
     def restart_libvirtd(self) -> int:
         """Restart libvirtd when the lab started it (guests keep running); returns the new PID."""
         with self._exclusive("libvirtd restart"):
-            return self._restart_libvirtd()
+            return self._restart_libvirtd(self._spice_tls_settings())
 
-    def _restart_libvirtd(self) -> int:
+    def _restart_libvirtd(self, tls: system.Settings) -> int:
         state = LabState.load()
         pid = state.daemons.get("libvirtd")
         if pid is None or not system.pid_alive(pid):
             raise LabError("libvirtd was not started by the lab, so the lab does not restart it")
         system.stop_daemons({"libvirtd": pid}, self.log)
-        result = system.start_libvirtd(self.log)
+        result = system.start_libvirtd(self.log, qemu_conf_extra=tls)
         state.daemons.update(result.started)
         state.save()
         return state.daemons["libvirtd"]

@@ -102,40 +102,74 @@ def _normalise(value: str) -> str:
     return value
 
 
-def missing_qemu_conf_settings(text: str) -> list[str]:
-    """The lab's settings a qemu.conf lacks (or sets otherwise), written as the lines to add."""
+Settings = tuple[tuple[str, str], ...]
+
+
+def spice_tls_settings(cert_dir: Path) -> Settings:
+    """The qemu.conf lines that turn on SPICE TLS with the lab's certificates (every SPICE domain then
+    gets a tlsPort; QEMU reads ca-cert.pem, server-cert.pem and server-key.pem from ``cert_dir``)."""
+    return (("spice_tls", "1"), ("spice_tls_x509_cert_dir", f'"{cert_dir}"'))
+
+
+def missing_qemu_conf_settings(text: str, settings: Settings | None = None) -> list[str]:
+    """The ``settings`` (default: the lab's base settings) a qemu.conf lacks or sets otherwise, as lines to add."""
     have = parse_qemu_conf(text)
-    return [f"{k} = {v}" for k, v in QEMU_CONF_SETTINGS if have.get(k) != _normalise(v)]
+    wanted = QEMU_CONF_SETTINGS if settings is None else settings
+    return [f"{k} = {v}" for k, v in wanted if have.get(k) != _normalise(v)]
 
 
-def qemu_conf_text(extra: tuple[tuple[str, str], ...] = ()) -> str:
+def qemu_conf_text(extra: Settings = ()) -> str:
     lines = [QEMU_CONF_HEADER, "# Lab needs: run QEMU as root without DAC relabelling, cgroups or namespaces."]
-    lines += [f"{k} = {v}" for k, v in (*QEMU_CONF_SETTINGS, *extra)]
+    lines += [f"{k} = {v}" for k, v in QEMU_CONF_SETTINGS]
+    if extra:
+        lines.append("# SPICE over TLS with the lab's CA and server certificate (atp lab: spice-tls/).")
+        lines += [f"{k} = {v}" for k, v in extra]
     return "\n".join(lines) + "\n"
 
 
-def ensure_qemu_conf(path: Path = QEMU_CONF) -> bool:
-    """Write the lab's qemu.conf unless a foreign one exists; returns True when the file changed.
+def is_lab_qemu_conf(path: Path = QEMU_CONF) -> bool:
+    """True when ``path`` is missing or was written by the lab (so the lab may write it)."""
+    try:
+        return path.read_text().startswith(QEMU_CONF_HEADER)
+    except FileNotFoundError:
+        return True
 
-    A qemu.conf without the lab's header is never overwritten: it is used when it has every
-    setting the lab needs, otherwise this stops and names the missing settings.
+
+def foreign_qemu_conf_error(path: Path, missing: list[str]) -> LabError:
+    """The error for a qemu.conf the lab may not write: it names the file and the exact lines to add."""
+    lines = "\n  ".join(missing)
+    if not path.exists():
+        return LabError(
+            f"{path} does not exist and the running libvirtd was not started by the lab, so the lab does not "
+            f"write it. Create {path} with these lines and restart libvirtd:\n  {lines}"
+        )
+    return LabError(
+        f"{path} was not written by the lab and lacks settings the lab needs. Add these lines to {path} and "
+        f"restart libvirtd (or move the file away to let the lab write its own):\n  {lines}"
+    )
+
+
+def ensure_qemu_conf(path: Path = QEMU_CONF, extra: Settings = ()) -> bool:
+    """Write the lab's qemu.conf (base settings plus ``extra``) unless a foreign one exists; returns True when
+    the file changed.
+
+    A qemu.conf without the lab's header is never overwritten: it is used when it has every setting (the base
+    ones and ``extra``), otherwise this stops naming the file and the exact lines to add.
     """
-    wanted = qemu_conf_text()
+    wanted = qemu_conf_text(extra)
     if path.exists():
         current = path.read_text()
         if not current.startswith(QEMU_CONF_HEADER):
-            missing = missing_qemu_conf_settings(current)
+            missing = missing_qemu_conf_settings(current, (*QEMU_CONF_SETTINGS, *extra))
             if missing:
-                raise LabError(
-                    f"{path} was not written by the lab and lacks settings the lab needs. "
-                    "Add these lines and restart libvirtd (or move the file away to let the lab write its own):\n  "
-                    + "\n  ".join(missing)
-                )
+                raise foreign_qemu_conf_error(path, missing)
             return False
         if current == wanted:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(wanted)
+    tmp = path.with_name(path.name + ".atp-tmp")
+    tmp.write_text(wanted)
+    tmp.replace(path)
     return True
 
 
@@ -208,9 +242,13 @@ class DaemonResult:
 
 
 def start_libvirtd(
-    log: Callable[[str], None], timeout: float = 60.0, started_by_lab: int | None = None
+    log: Callable[[str], None],
+    timeout: float = 60.0,
+    started_by_lab: int | None = None,
+    qemu_conf_extra: Settings = (),
 ) -> DaemonResult:
-    """Use a running libvirtd; otherwise configure and start virtlogd + libvirtd and wait until they answer."""
+    """Use a running libvirtd; otherwise configure (qemu.conf with ``qemu_conf_extra``) and start virtlogd +
+    libvirtd and wait until they answer."""
     if libvirtd_answers():
         if started_by_lab is not None and pid_alive(started_by_lab):
             log(f"libvirtd (started by the lab, PID {started_by_lab}) is running")
@@ -223,7 +261,7 @@ def start_libvirtd(
             "Start it (e.g. `sudo libvirtd -d`) or run `atp lab up` as root."
         )
     ensure_system_user()
-    ensure_qemu_conf()
+    ensure_qemu_conf(extra=qemu_conf_extra)
     started: dict[str, int] = {}
     for name in ("virtlogd", "libvirtd"):
         if _running_pid(name) is not None:
@@ -250,6 +288,37 @@ def start_libvirtd(
             )
         time.sleep(0.05)
     return DaemonResult(started=started)
+
+
+def running_libvirtd_pid() -> int | None:
+    """The PID in libvirtd's pidfile when that process is a live libvirtd."""
+    return _running_pid("libvirtd")
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, 10 ms resolution), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22 of stat(5); fields[0] is field 3
+        btime = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return btime + started_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def read_before(pid: int, path: Path) -> bool:
+    """True when process ``pid`` started before ``path`` was last changed (so it has not read the change).
+
+    The process start time has a 10 ms tick and btime a 1 s resolution: a margin of 1 s keeps a daemon
+    started right after the file was written from counting as stale."""
+    started = process_start_time(pid)
+    try:
+        changed = path.stat().st_mtime
+    except OSError:
+        return False
+    return started is not None and changed > started + 1.0
 
 
 def _running_pid(name: str) -> int | None:

@@ -170,9 +170,9 @@ class SpiceChannel:
         except ssl.SSLCertVerificationError as exc:
             ca = self.endpoint.ca_file or "the system CA store"
             raise SpiceTlsError(
-                f"{self.name}: TLS certificate not trusted ({exc.verify_message}) with {ca}; pass ca_file= the CA "
-                "that signed the SPICE server's certificate (the lab's is ${LAB_SPICE_CA} / <lab dir>/spice-tls/"
-                "ca-cert.pem)"
+                f"{self.name}: TLS certificate verification failed ({exc.verify_message}) with {ca}; pass "
+                "ca_file= the CA that signed the SPICE server's certificate (the lab's is ${SPICE_CA_FILE} = "
+                "<lab dir>/spice-tls/ca-cert.pem)"
             ) from None
         except ssl.SSLError as exc:
             raise SpiceTlsError(f"{self.name}: TLS handshake failed ({exc}); is this the server's tlsPort?") from None

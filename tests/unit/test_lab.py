@@ -57,6 +57,112 @@ def test_foreign_qemu_conf_with_every_setting_is_used(tmp_path: Path) -> None:
     assert conf.read_text() == foreign
 
 
+def test_lab_qemu_conf_carries_the_spice_tls_lines(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    tls = system.spice_tls_settings(tmp_path / "lab" / "spice-tls")
+    assert system.ensure_qemu_conf(conf) is True
+    assert system.ensure_qemu_conf(conf, extra=tls) is True  # the lab's own file gains the lines
+    text = conf.read_text()
+    assert "spice_tls = 1\n" in text
+    assert f'spice_tls_x509_cert_dir = "{tmp_path}/lab/spice-tls"\n' in text
+    assert system.missing_qemu_conf_settings(text, tls) == [] and system.missing_qemu_conf_settings(text) == []
+    assert system.ensure_qemu_conf(conf, extra=tls) is False  # idempotent
+
+
+def test_foreign_qemu_conf_without_spice_tls_names_the_exact_lines_and_the_file(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    foreign = "".join(f"{k} = {v}\n" for k, v in system.QEMU_CONF_SETTINGS) + 'spice_tls_x509_cert_dir = "/etc/pki"\n'
+    conf.write_text(foreign)
+    tls = system.spice_tls_settings(Path("/lab/spice-tls"))
+    with pytest.raises(LabError) as info:
+        system.ensure_qemu_conf(conf, extra=tls)
+    message = str(info.value)
+    assert str(conf) in message
+    assert "\n  spice_tls = 1\n" in message and message.endswith('\n  spice_tls_x509_cert_dir = "/lab/spice-tls"')
+    assert "user =" not in message  # settings it has are not listed
+    assert conf.read_text() == foreign  # never written
+    # with the lines (any spacing and comments) it is used as it is
+    conf.write_text(foreign + 'spice_tls=1 # on\nspice_tls_x509_cert_dir = "/lab/spice-tls"\n')
+    assert system.ensure_qemu_conf(conf, extra=tls) is False
+
+
+def test_missing_qemu_conf_beside_a_foreign_libvirtd_is_named_not_written(tmp_path: Path) -> None:
+    conf = tmp_path / "qemu.conf"
+    error = system.foreign_qemu_conf_error(conf, ["spice_tls = 1"])
+    assert f"Create {conf} with these lines" in str(error) and str(error).endswith("spice_tls = 1")
+    assert not conf.exists()
+
+
+def test_daemon_that_started_before_the_conf_changed_is_stale(tmp_path: Path) -> None:
+    import os
+    import time
+
+    conf = tmp_path / "qemu.conf"
+    conf.write_text("x = 1\n")
+    me = os.getpid()
+    started = system.process_start_time(me)
+    assert started is not None and started <= time.time()
+    os.utime(conf, (started - 60, started - 60))
+    assert system.read_before(me, conf) is False
+    os.utime(conf, (time.time(), time.time()))
+    assert system.read_before(me, conf) is (time.time() > started + 1.0)
+
+
+# ---------------------------------------------------------------- SPICE TLS files
+
+
+def test_spice_tls_files_are_made_once_and_reused(tmp_path: Path) -> None:
+    import ssl
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from ATPLibrary.lab import spice_tls
+
+    first = spice_tls.ensure_spice_tls(tmp_path)
+    assert first.created and first.directory == tmp_path / "spice-tls"
+    assert {p.name for p in first.directory.iterdir()} == {"ca-cert.pem", "server-cert.pem", "server-key.pem"}
+    assert first.server_key.stat().st_mode & 0o777 == 0o600
+    server = x509.load_pem_x509_certificate(first.server_cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(first.ca_cert.read_bytes())
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert server.issuer == ca.subject
+    # what a client does: trust the CA, check the name 127.0.0.1 (ssl loads and chains it)
+    context = ssl.create_default_context(cafile=str(first.ca_cert))
+    context.load_cert_chain(first.server_cert, first.server_key)  # the key matches the certificate
+    before = first.server_cert.read_bytes()
+    again = spice_tls.ensure_spice_tls(tmp_path)
+    assert not again.created and again.server_cert.read_bytes() == before  # valid files are reused
+
+
+@pytest.mark.parametrize("damage", ["missing key", "other CA", "open key", "expiring"])
+def test_spice_tls_files_that_are_not_valid_are_made_again(tmp_path: Path, damage: str) -> None:
+    import datetime as dt
+
+    from ATPLibrary.lab import spice_tls
+
+    files = spice_tls.ensure_spice_tls(tmp_path)
+    now = None
+    if damage == "missing key":
+        files.server_key.unlink()
+    elif damage == "other CA":
+        spice_tls.write_ca_file(files.ca_cert)
+    elif damage == "open key":
+        files.server_key.chmod(0o644)
+    else:
+        now = dt.datetime.now(dt.UTC) + dt.timedelta(days=spice_tls.VALID_DAYS - 10)
+    assert spice_tls.problem(files, now) is not None
+    again = spice_tls.ensure_spice_tls(tmp_path, now)
+    assert again.created and spice_tls.problem(again, now) is None
+    assert again.server_key.stat().st_mode & 0o777 == 0o600
+
+
 def test_host_packages_come_from_one_list() -> None:
     assert "libvirt-dev" in system.HOST_PACKAGES
     assert "libvirt-daemon-system" not in system.HOST_PACKAGES
@@ -143,6 +249,10 @@ def test_spice_password_and_port_are_read_from_xml() -> None:
     inactive = "<graphics type='spice' port='-1' autoport='yes'/>"
     assert domains.spice_port_of(inactive) is None  # -1 means not assigned yet
     assert domains.spice_password_of("<graphics type='vnc' passwd='x'/>") is None
+    assert domains.spice_tls_port_of(live) is None  # started before spice_tls = 1
+    tls = "<graphics type='spice' port='5900' tlsPort='5901' autoport='yes'/>"
+    assert (domains.spice_port_of(tls), domains.spice_tls_port_of(tls)) == (5900, 5901)
+    assert domains.spice_tls_port_of("<graphics type='spice' port='-1' tlsPort='-1'/>") is None
 
 
 def test_spice_passwords_are_random_and_within_spice_limits() -> None:
@@ -223,6 +333,7 @@ def test_variable_file_reads_lab_vars_and_hides_passwords(tmp_path: Path, monkey
     variables = get_variables()
     assert variables["LAB_VMS"] == ["atp-lab-01"]
     assert variables["LAB_GUESTS"] == {"atp-lab-01": {"spice_port": 5900}}
+    assert variables["SPICE_CA_FILE"] == str(tmp_path / "spice-tls" / "ca-cert.pem")
     assert variables["VDI_URL"] == "http://127.0.0.1:8088"
     assert isinstance(variables["VDI_PASSWORD"], Secret) and variables["VDI_PASSWORD"].value == "vdi-s3cret"
     shown = json.dumps(variables, default=str)  # what a log of these variables could show
@@ -280,3 +391,44 @@ def test_atp_cli_lists_its_commands_and_starts_the_vdi_simulator() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _conf_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pid: int | None) -> tuple[lab.Lab, Path, list[str]]:
+    conf = tmp_path / "qemu.conf"
+    monkeypatch.setenv("ATP_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setattr(system, "QEMU_CONF", conf)
+    monkeypatch.setattr(system, "running_libvirtd_pid", lambda: pid)
+    monkeypatch.setattr(lab, "is_root", lambda: True)
+    restarts: list[str] = []
+    the_lab = lab.Lab(log=lambda _m: None)
+    monkeypatch.setattr(the_lab, "_restart_libvirtd", lambda tls: restarts.append(tls[1][1]) or 1)
+    return the_lab, conf, restarts
+
+
+def test_lab_up_restarts_only_its_own_libvirtd_for_spice_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    the_lab, conf, restarts = _conf_lab(tmp_path, monkeypatch, pid=4242)
+    tls = system.spice_tls_settings(tmp_path / "lab" / "spice-tls")
+    conf.write_text(system.qemu_conf_text())  # the lab's file from before SPICE TLS
+    the_lab._apply_qemu_conf(lab.LabState(daemons={"libvirtd": 4242}), tls)
+    assert restarts == [f'"{tmp_path}/lab/spice-tls"'] and "spice_tls = 1" in conf.read_text()
+    monkeypatch.setattr(system, "read_before", lambda _pid, _path: False)
+    the_lab._apply_qemu_conf(lab.LabState(daemons={"libvirtd": 4242}), tls)
+    assert len(restarts) == 1  # second run: nothing changed, no restart
+    conf.write_text(system.qemu_conf_text())
+    with pytest.raises(LabError, match=r"\(PID 4242\) was not started by the lab .* Restart libvirtd"):
+        the_lab._apply_qemu_conf(lab.LabState(daemons={"libvirtd": 1}), tls)  # someone else's libvirtd
+    assert len(restarts) == 1
+
+
+def test_lab_up_with_a_foreign_qemu_conf_names_the_missing_tls_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    the_lab, conf, restarts = _conf_lab(tmp_path, monkeypatch, pid=4242)
+    tls = system.spice_tls_settings(tmp_path / "lab" / "spice-tls")
+    conf.write_text("# the site's own\nspice_tls = 1\n")
+    with pytest.raises(LabError) as info:
+        the_lab._apply_qemu_conf(lab.LabState(daemons={"libvirtd": 4242}), tls)
+    assert str(conf) in str(info.value)
+    lines = str(info.value).split(":\n", 1)[1]
+    assert lines == f'  spice_tls_x509_cert_dir = "{tmp_path}/lab/spice-tls"'  # only the line it lacks
+    assert conf.read_text() == "# the site's own\nspice_tls = 1\n" and restarts == []
