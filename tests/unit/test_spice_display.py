@@ -66,7 +66,10 @@ def test_surface_draws_and_screenshot() -> None:
     glz = sm.sized_image(IMAGE_GLZ_RGB, 4, 4, enc.GlzEncoder().encode(green, 4, 4))
     handler.handle(m.MSG_DRAW_COPY, sm.draw_copy(0, (4, 1, 8, 5), glz, (0, 0, 4, 4), clips=[(4, 1, 6, 3)]))
     _, _, shot = handler.screenshot()
-    px = lambda x, y: shot[(y * w + x) * 3 : (y * w + x) * 3 + 3]  # noqa: E731
+
+    def px(x: int, y: int) -> bytes:
+        return shot[(y * w + x) * 3 : (y * w + x) * 3 + 3]
+
     assert px(4, 1) == px(5, 2) == b"\x00\xff\x00"
     assert px(6, 3) == rgb_of(picture[(3 * w + 6) * 4 : (3 * w + 6) * 4 + 4])  # outside the clip: unchanged
     assert handler.images.seen["GLZ_RGB"] == 1 and handler.images.seen["FROM_CACHE"] == 1
