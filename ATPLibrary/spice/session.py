@@ -98,6 +98,10 @@ class SpiceSession:
         try:
             return future.result(limit + 1.0)  # the coroutines bound themselves; this is the backstop
         except concurrent.futures.TimeoutError:
+            if future.done():
+                # The coroutine's own timeout (SpiceTimeout is a TimeoutError, which is what
+                # concurrent.futures.TimeoutError is since Python 3.11): keep its message, it names what was missing.
+                raise
             future.cancel()
             raise SpiceTimeout(f"SPICE session {self.name}: {what or 'the operation'} took over {limit:g} s") from None
 

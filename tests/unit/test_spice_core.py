@@ -203,3 +203,148 @@ def test_fake_server_link_codes_truncation_bad_magic_and_timeout() -> None:
         asyncio.run(_with_server(_server(_reply()[:30], None, hang=True), timeout=0.5))
     channel = asyncio.run(_with_server(_server(_reply(), 0)))
     assert channel.mini_header
+
+
+# -- after the link: what the server sends next ends with a clear error, never a hang ------------------------
+
+
+def _linked_server(after: Handler) -> Handler:
+    """A server that links (mini header offered, ticket accepted) and then runs ``after``."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _server(_reply(), 0)(reader, writer)
+        await after(reader, writer)
+
+    return handler
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, bytes]] = []
+
+    async def on_message(self, msg_type: int, payload: bytes) -> None:
+        self.messages.append((msg_type, payload))
+
+
+async def _run_linked(after: Handler, wait_for: float = 2.0) -> tuple[SpiceChannel, _Recorder, float]:
+    """Link to a fake server running ``after``, start the message loop and wait (bounded) until it stops.
+    Returns the channel, what reached the handler, and how long the wait took."""
+    done = asyncio.Event()
+
+    async def after_then_hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await after(reader, writer)
+        await done.wait()  # keep the connection open until the client saw what it was sent
+
+    server = await asyncio.start_server(_linked_server(after_then_hold), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    channel = SpiceChannel(Endpoint("127.0.0.1", port), p.ChannelType.MAIN)
+    recorder = _Recorder()
+    loop = asyncio.get_running_loop()
+    try:
+        await channel.connect("pw", 2.0)
+        channel.start(recorder)
+        started = loop.time()
+        with pytest.raises(p.SpiceClosedError) as stopped:
+            await channel.wait(asyncio.Event(), wait_for, "a message that never comes")
+        assert "stopped while waiting for a message that never comes" in str(stopped.value)
+        return channel, recorder, loop.time() - started
+    finally:
+        done.set()
+        await channel.close(1.0)
+        server.close()
+
+
+def test_a_truncated_message_after_the_link_stops_the_channel_naming_the_bytes() -> None:
+    async def truncated(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(p.pack_mini_message(p.MSG_PING, b"\x01" * 12)[:6] + b"\x00" * 5)  # 5 of 12 payload bytes
+        await writer.drain()
+        writer.close()
+
+    channel, recorder, took = asyncio.run(_run_linked(truncated))
+    assert isinstance(channel.error, SpiceConnectError)
+    assert f"after 5 of 12 bytes of message {p.MSG_PING}" in str(channel.error)
+    assert recorder.messages == [] and took < 1.5
+    with pytest.raises(SpiceConnectError, match="after 5 of 12 bytes"):
+        channel.check_open()
+
+
+def test_a_truncated_common_message_payload_is_a_protocol_error() -> None:
+    async def short_ping(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(p.pack_mini_message(p.MSG_PING, b"\x01\x02\x03"))  # PING needs 12 bytes
+        await writer.drain()
+
+    channel, _recorder, _took = asyncio.run(_run_linked(short_ping))
+    assert isinstance(channel.error, SpiceProtocolError) and "PING" in str(channel.error), channel.error
+
+
+def test_disconnecting_from_the_server_stops_the_channel_with_its_reason() -> None:
+    async def disconnecting(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reply = struct.pack("<IIQ", 7, 1, 99)  # a channel message first: it reaches the handler
+        writer.write(p.pack_mini_message(p.MSG_BASE_LAST + 2, reply))
+        writer.write(p.pack_mini_message(p.MSG_DISCONNECTING, struct.pack("<QI", 123, 7)))
+        writer.write(p.pack_mini_message(p.MSG_BASE_LAST + 3, b"after"))  # never handled
+        await writer.drain()
+
+    channel, recorder, took = asyncio.run(_run_linked(disconnecting))
+    assert isinstance(channel.error, p.SpiceClosedError)
+    assert "the server disconnected (reason 7 (PERMISSION_DENIED" in str(channel.error)
+    assert [t for t, _ in recorder.messages] == [p.MSG_BASE_LAST + 2] and took < 1.5
+
+
+def test_ping_gets_its_pong_and_set_ack_its_ack_sync() -> None:
+    got: dict[str, bytes] = {}
+
+    async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(p.pack_mini_message(p.MSG_SET_ACK, struct.pack("<II", 42, 1)))
+        writer.write(p.pack_mini_message(p.MSG_PING, struct.pack("<IQ", 5, 77)))
+        await writer.drain()
+        got["ack_sync"] = await reader.readexactly(6 + 4)
+        got["ack"] = await reader.readexactly(6)  # window 1: the PING is counted (ACK) before it is handled
+        got["pong"] = await reader.readexactly(6 + 12)
+        writer.close()
+
+    asyncio.run(_run_linked(talk))
+    assert got["ack_sync"] == p.pack_mini_message(p.MSGC_ACK_SYNC, struct.pack("<I", 42))
+    assert got["pong"] == p.pack_mini_message(p.MSGC_PONG, struct.pack("<IQ", 5, 77))
+    assert got["ack"] == p.pack_mini_message(p.MSGC_ACK, b"")
+
+
+def test_a_silent_server_after_the_link_fails_within_the_session_timeout() -> None:
+    import threading
+    import time
+
+    from ATPLibrary.spice.session import SpiceSession
+
+    stop = threading.Event()
+    ready = threading.Event()
+    port: list[int] = []
+
+    def serve() -> None:
+        async def main() -> None:
+            async def silent(_r: asyncio.StreamReader, _w: asyncio.StreamWriter) -> None:
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+
+            server = await asyncio.start_server(_linked_server(silent), "127.0.0.1", 0)
+            port.append(server.sockets[0].getsockname()[1])
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            server.close()
+            await asyncio.sleep(0.2)  # the handlers see stop and end before the loop does
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    session = SpiceSession(Endpoint("127.0.0.1", port[0]), "pw", timeout=0.6, name="silent", display=False)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SpiceTimeout, match=r"MAIN_INIT did not come within 0\.\d+ s"):
+            session.open()
+    finally:
+        stop.set()
+        thread.join(5)
+    assert time.monotonic() - started < 2.0
+    assert session.closed
