@@ -26,6 +26,16 @@ _BROKEN_CODES = frozenset({libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_ERR_NO_CONN
 #: error domains in which VIR_ERR_SYSTEM_ERROR means a dead socket (not, say, a missing file on the host).
 _TRANSPORT_DOMAINS = frozenset({libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE})
 
+
+def is_transport_error(err: libvirt.libvirtError) -> bool:
+    """Whether ``err`` by itself says the connection is gone (e.g. ``Cannot write data: Broken pipe`` after
+    libvirtd restarted: ``isAlive()`` still answers True on such a connection until a call fails)."""
+    code = error_code(err)
+    if code in _BROKEN_CODES:
+        return True
+    return code == libvirt.VIR_ERR_SYSTEM_ERROR and err.get_error_domain() in _TRANSPORT_DOMAINS
+
+
 _setup_lock = threading.Lock()
 _setup_done = False
 _event_loop_started = False
@@ -201,10 +211,7 @@ class HostConnection:
 
     def is_broken(self, conn: libvirt.virConnect, err: libvirt.libvirtError) -> bool:
         """Whether ``err`` means the connection is gone (rather than the operation failing)."""
-        code = error_code(err)
-        if code in _BROKEN_CODES:
-            return True
-        if code == libvirt.VIR_ERR_SYSTEM_ERROR and err.get_error_domain() in _TRANSPORT_DOMAINS:
+        if is_transport_error(err):
             return True
         try:
             return not conn.isAlive()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import libvirt
 
+from ATPLibrary.hosts.connection import is_transport_error
 from ATPLibrary.lab.domains import (
     TEMPLATE_KEY,
     domain_xml,
@@ -78,12 +79,27 @@ class LabBackend:
             return self._conn
 
     def _lookup(self, vm: SimVm) -> libvirt.virDomain | None:
-        try:
-            return self._connection().lookupByName(vm.domain)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None
-            raise BackendError(f"{vm.domain}: {exc}") from exc
+        """The VM's domain, or None when it is not defined.  Every operation starts here, so a connection that
+        died with libvirtd (restarted by `atp lab up`, e.g. for SPICE TLS) is re-opened here, once."""
+        for attempt in (1, 2):
+            try:
+                return self._connection().lookupByName(vm.domain)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return None
+                if attempt == 1 and is_transport_error(exc):
+                    self.log(f"the libvirt connection to {self.uri} is gone ({exc}); reconnecting")
+                    self._drop_connection()
+                    continue
+                raise BackendError(f"{vm.domain}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_connection(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
 
     def _require(self, vm: SimVm) -> libvirt.virDomain:
         dom = self._lookup(vm)

@@ -432,3 +432,43 @@ def test_lab_up_with_a_foreign_qemu_conf_names_the_missing_tls_lines(
     lines = str(info.value).split(":\n", 1)[1]
     assert lines == f'  spice_tls_x509_cert_dir = "{tmp_path}/lab/spice-tls"'  # only the line it lacks
     assert conf.read_text() == "# the site's own\nspice_tls = 1\n" and restarts == []
+
+
+def test_vdi_backend_reopens_a_connection_that_died_with_libvirtd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `atp lab up` restarts libvirtd, the simulator's old connection still says isAlive() but its first
+    call fails with 'Cannot write data: Broken pipe': the backend re-opens it once instead of failing."""
+    import libvirt
+
+    from ATPLibrary.lab import vdi_backend
+    from ATPLibrary.vdi.sim.backend import SimVm
+    from tests.unit.fakes import libvirt_error
+
+    class Conn:
+        def __init__(self, fail: libvirt.libvirtError | None) -> None:
+            self.fail, self.closed = fail, False
+
+        def isAlive(self) -> bool:
+            return True
+
+        def lookupByName(self, name: str) -> str:
+            if self.fail is not None:
+                raise self.fail
+            return f"dom {name}"
+
+        def close(self) -> None:
+            self.closed = True
+
+    broken = libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot write data: Broken pipe", libvirt.VIR_FROM_RPC)
+    stale, fresh = Conn(broken), Conn(None)
+    opened: list[Conn] = []
+    monkeypatch.setattr(vdi_backend.libvirt, "open", lambda _uri: opened.append(fresh) or fresh)
+    backend = vdi_backend.LabBackend(lab.Lab(log=lambda _m: None))
+    backend._conn = stale  # type: ignore[assignment]
+    vm = SimVm(id="1", name="pool-1")
+    assert backend._lookup(vm) == "dom atp-vdi-1"
+    assert stale.closed and opened == [fresh]
+    # an error that is not about the connection is not retried
+    fresh.fail = libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID, "nope", libvirt.VIR_FROM_QEMU)
+    with pytest.raises(vdi_backend.BackendError, match="atp-vdi-1: nope"):
+        backend._lookup(vm)
+    assert opened == [fresh]
