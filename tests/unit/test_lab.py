@@ -472,3 +472,50 @@ def test_vdi_backend_reopens_a_connection_that_died_with_libvirtd(monkeypatch: p
     with pytest.raises(vdi_backend.BackendError, match="atp-vdi-1: nope"):
         backend._lookup(vm)
     assert opened == [fresh]
+
+
+def test_lab_up_restarts_a_running_guest_that_has_no_tls_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest started before libvirtd had spice_tls = 1 keeps running without a tlsPort: `lab up` restarts it
+    (through the lease-respecting removal) with the same SPICE password; a guest with a tlsPort is left alone."""
+    import libvirt
+
+    monkeypatch.setenv("ATP_LAB_DIR", str(tmp_path / "lab"))
+    image = _image(tmp_path)
+    defined = domains.domain_xml(_spec(tmp_path, password="keep-me"))
+    live_plain = defined.replace("<graphics type='spice' autoport='yes'", "<graphics type='spice' port='5900'")
+    live_tls = live_plain.replace("port='5900'", "port='5900' tlsPort='5901'")
+
+    class Dom:
+        def __init__(self, live: str) -> None:
+            self.live, self.calls = live, []
+
+        def XMLDesc(self, flags: int) -> str:
+            return defined if flags & libvirt.VIR_DOMAIN_XML_INACTIVE else self.live
+
+        def isActive(self) -> bool:
+            return True
+
+        def create(self) -> None:
+            self.calls.append("create")
+
+    class Conn:
+        def __init__(self, dom: Dom) -> None:
+            self.dom, self.defined_xml = dom, ""
+
+        def lookupByName(self, _name: str) -> Dom:
+            return self.dom
+
+        def defineXML(self, xml: str) -> Dom:
+            self.defined_xml = xml
+            return self.dom
+
+    the_lab = lab.Lab(log=lambda _m: None)
+    removed: list[object] = []
+    monkeypatch.setattr(the_lab, "_remove", removed.append)
+    with_tls = Conn(Dom(live_tls))
+    the_lab._ensure_running(with_tls, "atp-lab-07", image, "qemu")  # type: ignore[arg-type]
+    assert removed == [] and with_tls.dom.calls == [] and with_tls.defined_xml == ""
+    without = Conn(Dom(live_plain))
+    the_lab._ensure_running(without, "atp-lab-07", image, "qemu")  # type: ignore[arg-type]
+    assert removed == [without.dom] and without.dom.calls == ["create"]
+    assert domains.spice_password_of(without.defined_xml) == "keep-me"
