@@ -410,11 +410,16 @@ class VerificationServer:
             else:
                 from websockets.asyncio.server import serve
 
+                # open_timeout=None: a libvirt <channel type='tcp'> peer is QEMU, which connects as soon as we
+                # listen, long before the guest's agent sends its handshake through the virtio port. The default
+                # 10 s handshake timeout closed that connection under it again and again (QEMU reconnects 1 s
+                # later), so a slow-starting agent's handshake could land on a closed one and never be answered.
                 server = await serve(
                     self._on_websocket,
                     host,
                     port,
                     max_size=protocol.MAX_FRAME,
+                    open_timeout=None,
                     ping_interval=20,
                     ping_timeout=20,
                 )

@@ -107,9 +107,14 @@ def test_tcp_and_websocket_over_a_libvirt_tcp_channel(
     vlib: Any, lifecycle_vm: str, lab: dict[str, Any], transport: str
 ) -> None:
     vm = lifecycle_vm
-    tcp_port, ws_port = lab["verifier_tcp_port"], lab["verifier_ws_port"]
-    ports = kw(vlib, "Start Verification Server", tcp_port=tcp_port, websocket_port=ws_port)
-    assert ports == {"tcp": tcp_port, "websocket": ws_port}
+    # Only the listener under test: QEMU connects every lab guest's tcp *and* ws channel to whatever listens.
+    # A channel no guest process reads is never read by QEMU either, so when the server stops QEMU does not see
+    # the close: that connection stays half-closed (CLOSE-WAIT) with the server's last bytes unread, and the next
+    # agent on that port first meets a dead connection. One listener per case keeps the unused channel unconnected.
+    port = lab["verifier_tcp_port"] if transport == "tcp" else lab["verifier_ws_port"]
+    options = {"tcp_port": port} if transport == "tcp" else {"websocket_port": port}
+    ports = kw(vlib, "Start Verification Server", **options)
+    assert ports == {transport: port}
     device = f"/dev/virtio-ports/com.atp.verifier.{'tcp' if transport == 'tcp' else 'ws'}.0"
     kw(vlib, "Deploy Verification Agent", vm, transport=transport, port=device, timeout=60)
     info = kw(vlib, "Verification Agent Should Be Connected", vm)
