@@ -51,7 +51,7 @@ class SpiceKeywords:
         vm: str | None = None,
         host: str | None = None,
         port: int | None = None,
-        password: Secret | None = None,
+        password: Secret | str | None = None,
         tls: bool = False,
         ca_file: str | None = None,
         timeout: timedelta | None = None,
@@ -90,6 +90,11 @@ class SpiceKeywords:
         given = connection.get("password") if connection is not None else None
         if given is not None and not isinstance(given, Secret):
             raise ConfigurationError(SECRET_HELP)
+        if ca_file is not None and not tls:
+            raise ConfigurationError(
+                "Open SPICE Session: ca_file= is only used with tls=True; add tls=True (or drop ca_file=), "
+                "so that a session meant to be encrypted never opens in plain text."
+            )
         sources = [x for x in (vm, vdi_vm, connection, host) if x is not None]
         if len(sources) != 1:
             raise ConfigurationError(
@@ -118,11 +123,12 @@ class SpiceKeywords:
             name = name or f"{host}:{port}"
         secret = password.value if password is not None else target.password
         endpoint = Endpoint(target.host, target.endpoint_port(tls), tls=tls, ca_file=ca_file)
+        seconds = self.ctx.seconds(timeout)
+        # The new session first: a reopen that fails (a wrong password in a negative test) keeps the open one.
+        session = SpiceSession(endpoint, secret, timeout=seconds, name=name, display=display).open()
         old = self.ctx.spice_sessions.pop(name, None)
         if old is not None:
             old.close()
-        seconds = self.ctx.seconds(timeout)
-        session = SpiceSession(endpoint, secret, timeout=seconds, name=name, display=display).open()
         self.ctx.spice_sessions[name] = session
         main = session.main
         assert main is not None

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ATPLibrary.errors import SpiceProtocolError
+from ATPLibrary.errors import ConfigurationError, SpiceProtocolError
 from ATPLibrary.input.mouse import PIXEL_KEY, abs_events
 from ATPLibrary.keys import DEFAULT_KEYMAP
 from ATPLibrary.qmp.monitor import MonitorClient
@@ -348,3 +348,20 @@ def test_a_silent_server_after_the_link_fails_within_the_session_timeout() -> No
         thread.join(5)
     assert time.monotonic() - started < 2.0
     assert session.closed
+
+
+def test_open_spice_session_refuses_a_plain_password_without_repeating_it() -> None:
+    from ATPLibrary import ATPLibrary
+
+    library = ATPLibrary(run_on_failure="NONE")
+    with pytest.raises(ConfigurationError) as excinfo:
+        library.run_keyword("Open SPICE Session", [], {"host": "127.0.0.1", "port": 1, "password": "Plain-S3cret"})
+    assert "must be a Robot Framework Secret" in str(excinfo.value) and "Plain-S3cret" not in str(excinfo.value)
+
+
+def test_open_spice_session_refuses_ca_file_without_tls() -> None:
+    from ATPLibrary import ATPLibrary
+
+    library = ATPLibrary(run_on_failure="NONE")
+    with pytest.raises(ConfigurationError, match="ca_file= is only used with tls=True"):
+        library.run_keyword("Open SPICE Session", [], {"host": "127.0.0.1", "port": 1, "ca_file": "/tmp/ca.pem"})
