@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 import libvirt
 
+from ATPLibrary.cli.exitcodes import ExitCode
 from ATPLibrary.errors import ATPError
 
 
@@ -54,9 +58,26 @@ def _vdi_sim(args: argparse.Namespace) -> int:
     return sim_main(args.sim_args)
 
 
+def command_modules() -> list[ModuleType]:
+    """Every module of this package with an ``add_parser(subparsers)`` function adds one ``atp`` command.
+
+    A new command is a new module here; nothing else needs to change.  Modules keep their heavy imports inside
+    their functions, so that ``atp --help`` stays fast.
+    """
+    package = importlib.import_module(__package__ or "ATPLibrary.cli")
+    modules = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in {"main", "exitcodes", "output"}:
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        if callable(getattr(module, "add_parser", None)):
+            modules.append(module)
+    return modules
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atp", description="ATPLibrary: test virtual desktops on libvirt/QEMU")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{lab,vdi,vdi-sim}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     lab = sub.add_parser("lab", help="the local lab of real libvirt/QEMU guests")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,status,down}")
@@ -79,9 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = lab_sub.add_parser("down", help="remove the lab's guests, stop daemons the lab started")
     down.set_defaults(func=_lab_down)
 
-    from ATPLibrary.cli.vdi import add_parser as add_vdi_parser
-
-    add_vdi_parser(sub)
+    for module in command_modules():
+        module.add_parser(sub)
 
     sim = sub.add_parser(
         "vdi-sim",
@@ -101,13 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ATPError as exc:
         print(f"atp: error: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.ERROR
     except libvirt.libvirtError as exc:
         print(f"atp: libvirt error: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.ERROR
     except KeyboardInterrupt:
         print("atp: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":
