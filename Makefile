@@ -93,8 +93,12 @@ lint: install
 	$(BIN)/mypy ATPLibrary
 	$(BIN)/robocop check suites resources
 
+# Keyword docs: HTML for people, the JSON and libspec (XML) specs that IDEs (RobotCode, RIDE) load.
+# Committed; tests/unit/test_docs.py fails when they differ from the library (run `make docs` and commit).
 docs: install
-	$(BIN)/python -m robot.libdoc ATPLibrary docs/ATPLibrary.html
+	$(BIN)/python -m robot.libdoc --name ATPLibrary ATPLibrary docs/ATPLibrary.html
+	$(BIN)/python -m robot.libdoc --format JSON --specdocformat HTML ATPLibrary docs/ATPLibrary.json
+	$(BIN)/python -m robot.libdoc --format LIBSPEC --specdocformat HTML ATPLibrary docs/ATPLibrary.libspec
 
 clean:
 	rm -rf $(RESULTS) .pytest_cache .mypy_cache .ruff_cache
