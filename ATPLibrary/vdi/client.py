@@ -236,6 +236,16 @@ class VdiClient:
     def get_vm(self, vm_id: str) -> Vm:
         return Vm.from_api(self._call(R.DOMAIN_GET, path={"id": vm_id}) or {})
 
+    def rename_vm(self, vm_id: str, name: str) -> None:
+        """Rename one VM (``PATCH /ocloud/v1/domain/{id}`` with ``DomainUpdateDto.name``)."""
+        if not name:
+            raise ConfigurationError(f"rename_vm({vm_id!r}): the new name is empty")
+        self._call(R.DOMAIN_UPDATE, path={"id": vm_id}, body={"name": name})
+
+    def set_vm_auto_join_domain(self, vm_id: str, enabled: bool) -> None:
+        """Whether one VM joins the AD domain by itself (``DomainUpdateDto.autoJoinDomain``: 1 or 0)."""
+        self._call(R.DOMAIN_UPDATE, path={"id": vm_id}, body={"autoJoinDomain": 1 if enabled else 0})
+
     def _power(
         self, route: Route, ids: str | Iterable[str], host_id: str | None, force: bool | None, tol: bool
     ) -> BatchResult:

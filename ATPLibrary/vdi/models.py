@@ -20,10 +20,13 @@ POOL_TYPE = {0: "dedicated", 1: "shared", 2: "teaching"}
 #: ``EventVO.isSuccess``/``errorReason`` (a finished/failed event).
 READ_FIELDS: dict[str, frozenset[str]] = {
     "LoginVO": frozenset({"token"}),
-    "DomainVO": frozenset({"id", "name", "status", "hostId", "hostName", "ip", "cpu", "memory", "isModel"}),
+    "DomainVO": frozenset(
+        {"id", "name", "status", "hostId", "hostName", "ip", "cpu", "memory", "isModel", "autoJoinDomain"}
+    ),
     "DesktopPoolVO": frozenset({"id", "name"}),
     "HostVO": frozenset({"id", "name", "ip", "status"}),
     "UserListVo": frozenset({"id", "sAMAccountName"}),
+    "UserGroupVO": frozenset({"id", "ou", "distinguishedName"}),
     "EventVO": frozenset({"id"}),
     "DomainBatchTaskVO": frozenset({"errorList", "eventIdList"}),
     "ErrorInfo": frozenset({"domainId", "domainName", "errorMsg"}),
@@ -64,6 +67,8 @@ class Vm:
     user_id: str
     is_model: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
+    #: ``autoJoinDomain``: 1 the VM joins the AD domain by itself, 0 it does not, None the platform did not say
+    auto_join_domain: int | None = None
 
     @property
     def status_name(self) -> str:
@@ -84,6 +89,7 @@ class Vm:
             user_id=_str(d, "userId"),
             is_model=_int(d, "isModel", 0) == 1,
             raw=dict(d),
+            auto_join_domain=_int(d, "autoJoinDomain"),
         )
 
 

@@ -62,6 +62,8 @@ DOMAIN_LIST = Route(
     paged=True,
 )
 DOMAIN_GET = Route("GET", "/ocloud/v1/domain/{id}")
+#: ``DomainUpdateDto``: one VM's settings, among them ``name`` (rename) and ``autoJoinDomain`` (join the AD domain)
+DOMAIN_UPDATE = Route("PATCH", "/ocloud/v1/domain/{id}")
 DOMAIN_CREATE = Route("POST", "/ocloud/v1/domain")
 DOMAIN_START = Route("POST", "/ocloud/v1/domain/start")
 DOMAIN_CLOSE = Route("POST", "/ocloud/v1/domain/close")

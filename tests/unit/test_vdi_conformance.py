@@ -273,6 +273,11 @@ CALLS: dict[str, Callable[[VdiClient], Any]] = {
     "logout": lambda c: (c.login(), c.logout()),
     "list_vms": lambda c: list(c.list_vms(keyword="atp", status="1", hostId="h-1", poolId="p")),
     "get_vm": lambda c: c.get_vm("vm-1"),
+    "rename_vm": lambda c: c.rename_vm("vm-1", "alice"),
+    "set_vm_auto_join_domain": lambda c: (
+        c.set_vm_auto_join_domain("vm-1", True),
+        c.set_vm_auto_join_domain("vm-1", False),
+    ),
     "start_vms": lambda c: c.start_vms(["vm-1", "vm-2"], host_id="h-1"),
     "close_vms": lambda c: c.close_vms(["vm-1"], force=True),
     "reboot_vms": lambda c: c.reboot_vms(["vm-1"]),

@@ -225,3 +225,40 @@ def test_request_log_has_handling_time(sim: SimServer, client: VdiClient) -> Non
     assert entry["status"] == 0
     assert isinstance(entry["ms"], int | float) and not isinstance(entry["ms"], bool)
     assert entry["ms"] >= 0
+
+
+def test_rename_and_auto_join_domain(sim: SimServer, client: VdiClient) -> None:
+    first, second = _new_vms(client, "upd-", 2)
+    assert client.get_vm(first).auto_join_domain == 0  # every VM says whether it joins the domain
+    client.rename_vm(first, "upd-alice")
+    client.set_vm_auto_join_domain(first, True)
+    vm = client.get_vm(first)
+    assert (vm.name, vm.auto_join_domain) == ("upd-alice", 1)
+    assert client.get_vm(second).name == "upd-2"  # only the VM in the path changed
+    client.set_vm_auto_join_domain(first, False)
+    assert client.get_vm(first).auto_join_domain == 0 and client.get_vm(first).name == "upd-alice"
+    with pytest.raises(VdiError, match="status 1001: 虚拟机名称已存在: upd-alice"):
+        client.rename_vm(second, "upd-alice")
+    with pytest.raises(VdiError, match="status 1001: 虚拟机名称已存在"):
+        client.rename_vm(second, client.all_templates()[0].name)  # templates are domains too
+    client.rename_vm(first, "upd-alice")  # its own name again: no collision
+    with pytest.raises(VdiError, match="3001"):
+        client.rename_vm("no-such-vm", "x")
+    client.start_vms([second])  # status 5 for DELAY
+    with pytest.raises(VdiError, match="虚拟机正在操作中"):
+        client.rename_vm(second, "upd-bob")
+    _wait(lambda: client.get_vm(second).status == 1)
+    client.rename_vm(second, "upd-bob")
+    assert client.get_vm(second).name == "upd-bob"
+
+
+def test_a_fault_can_target_one_method_and_path(sim: SimServer, client: VdiClient) -> None:
+    first, second = _new_vms(client, "flt-", 2)
+    fault = {"error_status": 4001, "error_msg": "只有这台", "method": "patch", "path": f"/ocloud/v1/domain/{second}"}
+    _sim(sim, "POST", "/_sim/faults", fault | {"count": 1})
+    client.rename_vm(first, "flt-a")  # another path: not affected, not counted
+    assert client.get_vm(second).name == "flt-2"  # same path, another method: not affected
+    with pytest.raises(VdiError, match="status 4001: 只有这台"):
+        client.rename_vm(second, "flt-b")
+    client.rename_vm(second, "flt-b")  # count 1: used up
+    assert [client.get_vm(i).name for i in (first, second)] == ["flt-a", "flt-b"]

@@ -136,6 +136,7 @@ class Platform:
             "memory": 2048,
             "osType": "windows",
             "isRecycle": 0,
+            "autoJoinDomain": 0,
         } | extra
         if not is_model:
             self.backend.define(self._sim(doc))
@@ -256,6 +257,29 @@ class Platform:
     def get_vm(self, vm_id: str) -> dict[str, Any]:
         return public(self._require("domains", vm_id, "虚拟机"))
 
+    #: ``DomainUpdateDto`` fields the simulator keeps (the others are accepted and ignored)
+    _UPDATABLE = ("name", "autoJoinDomain", "remark", "osType", "cpu", "memory", "cores", "threads", "mouseMode")
+
+    def update_vm(self, vm_id: str, body: dict[str, Any]) -> None:
+        """``PATCH /domain/{id}``: changes only the fields sent.  A VM in status 5 is refused; a name must be
+        unique among the platform's domains (VMs and templates, not the recycle bin); ``autoJoinDomain`` is 0 or 1."""
+        with self.store.transaction():
+            vm = self._require("domains", vm_id, "虚拟机")
+            fields = {k: body[k] for k in self._UPDATABLE if body.get(k) is not None}
+            if vm["status"] == OPERATING:
+                raise ApiError(BAD_PARAM, "虚拟机正在操作中")
+            if "name" in fields:
+                name = str(fields["name"]).strip()
+                if not name:
+                    raise ApiError(BAD_PARAM, "参数错误: name 不能为空")
+                others = [d for d in self.store.query("domains", {"name": name, "isRecycle": 0}) if d["id"] != vm_id]
+                if others:
+                    raise ApiError(BAD_PARAM, f"虚拟机名称已存在: {name}")
+                fields["name"] = name
+            if "autoJoinDomain" in fields and fields["autoJoinDomain"] not in (0, 1):
+                raise ApiError(BAD_PARAM, "参数错误: autoJoinDomain 只能是 0 或 1")
+            self.store.update("domains", vm_id, **fields)
+
     def power(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
         _, op_type, description = _POWER[op]
         force = bool(body.get("isForce"))
@@ -354,7 +378,8 @@ class Platform:
         name = str(body.get("name") or "")
         if not name:
             raise ApiError(BAD_PARAM, "参数错误: name 不能为空")
-        fields = {k: body[k] for k in ("cpu", "memory", "cores", "sockets", "threads", "bootloader") if k in body}
+        keys = ("cpu", "memory", "cores", "sockets", "threads", "bootloader", "autoJoinDomain")
+        fields = {k: body[k] for k in keys if k in body}
         vm = self._new_domain(new_id(), name, **fields)
         return {"uuid": vm["id"]}
 

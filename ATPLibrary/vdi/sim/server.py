@@ -3,8 +3,9 @@
 Routes are the :mod:`ATPLibrary.vdi.routes` constants.  Everything outside ``/ocloud/…`` is for tests only:
 
 * ``POST /_sim/faults`` ``{"error_status": int, "error_msg": str, "delay": s, "expire_tokens": true,
-  "drop_connection": true, "count": n}`` — the next ``count`` (default: all, until cleared) ``/ocloud/v1`` calls
-  other than login get the fault; ``POST /_sim/faults`` ``{}`` clears them;
+  "drop_connection": true, "count": n, "method": str, "path": str}`` — the next ``count`` (default: all, until
+  cleared) ``/ocloud/v1`` calls other than login get the fault; with ``method``/``path``, only calls with that
+  method and that exact path (e.g. ``/ocloud/v1/domain/<id>``) count; ``POST /_sim/faults`` ``{}`` clears them;
 * ``GET /_sim/log`` — the request log ``[{"method", "path", "status", "login": bool, "ms": float}]`` (``ms``: the
   simulator's handling time, request parsed → reply written); ``DELETE /_sim/log`` empties it;
 * ``POST /_sim/refresh`` — read VM statuses from the backend now;
@@ -47,6 +48,7 @@ HANDLERS: dict[Route, Handler] = {
     R.LOGOUT: lambda p, a, q, b: None,
     R.DOMAIN_LIST: lambda p, a, q, b: p.paged(p.list_vms(q), q),
     R.DOMAIN_GET: lambda p, a, q, b: p.get_vm(a["id"]),
+    R.DOMAIN_UPDATE: lambda p, a, q, b: p.update_vm(a["id"], _body(b)),
     R.DOMAIN_CREATE: lambda p, a, q, b: p.create_vm(_body(b)),
     R.DOMAIN_START: lambda p, a, q, b: p.power("start", _body(b)),
     R.DOMAIN_CLOSE: lambda p, a, q, b: p.power("close", _body(b)),
@@ -92,6 +94,7 @@ HANDLERS: dict[Route, Handler] = {
 # BaseResponseVO routes: the reply has no "data"
 _NO_DATA = {
     R.LOGOUT,
+    R.DOMAIN_UPDATE,
     R.DOMAIN_DELETE,
     R.DOMAIN_MEM_CPU,
     R.DOMAIN_NIC_ADD,
@@ -135,9 +138,14 @@ class Faults:
     delay: float = 0.0
     drop_connection: bool = False
     count: int | None = None  # None: until cleared
+    method: str | None = None  # None: any method
+    path: str | None = None  # None: any path
 
     def active(self) -> bool:
         return bool(self.error_status is not None or self.delay or self.drop_connection)
+
+    def applies(self, method: str, path: str) -> bool:
+        return self.active() and self.method in (None, method) and self.path in (None, path)
 
 
 class SimServer(ThreadingHTTPServer):
@@ -156,9 +164,9 @@ class SimServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def take_fault(self) -> Faults | None:
+    def take_fault(self, method: str, path: str) -> Faults | None:
         with self.lock:
-            if not self.faults.active():
+            if not self.faults.applies(method, path):
                 return None
             current = Faults(**vars(self.faults))
             if self.faults.count is not None:
@@ -258,7 +266,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             data = platform.login(_body(body))
             self._send({"status": 0, "msg": OK_MSG, "data": data})
             return 0, data
-        fault = self.server.take_fault()
+        fault = self.server.take_fault(self.command, path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.drop_connection:
@@ -294,6 +302,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     delay=float(body.get("delay") or 0),
                     drop_connection=bool(body.get("drop_connection")),
                     count=body.get("count"),
+                    method=str(body["method"]).upper() if body.get("method") else None,
+                    path=str(body["path"]) if body.get("path") else None,
                 )
             self._send({"faults": vars(server.faults)})
         elif path == "/_sim/faults" and self.command == "GET":
