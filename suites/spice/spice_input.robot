@@ -1,18 +1,21 @@
 *** Settings ***
-Documentation       Input through our own SPICE client, the way VDI users send it: a session to the leased
-...                 guest's SPICE server over TLS (the lab's CA), keys typed and pressed through its inputs
-...                 channel and confirmed by the guest's verification agent, and a screenshot of what the
-...                 SPICE client sees. The SPICE password comes from the live domain XML and never shows
-...                 in the logs.
-Resource            ../../resources/spice.resource
-Suite Setup         Open SPICE Session On The Suite VM
-Suite Teardown      Close SPICE Session On The Suite VM
-Test Setup          Log Test VM
-Test Tags           area:spice    speed:fast
+Documentation     Input through our own SPICE client, the way VDI users send it: a session to the leased
+...               guest's SPICE server over TLS (the lab's CA), keys typed and pressed through its inputs
+...               channel and confirmed by the guest's verification agent, and a screenshot of what the
+...               SPICE client sees. The SPICE password comes from the live domain XML and never shows
+...               in the logs.
+
+Resource          ../../resources/spice.resource
+
+Suite Setup       Open SPICE Session On The Suite VM
+Suite Teardown    Close SPICE Session On The Suite VM
+Test Setup        Log Test VM
+
+Test Tags         area:spice    speed:fast
 
 
 *** Variables ***
-${SPICE_TEXT}       Hello via SPICE: {x|y} <a> ~42!
+${SPICE_TEXT}    Hello via SPICE: {x|y} <a> ~42!
 
 
 *** Test Cases ***

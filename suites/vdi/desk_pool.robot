@@ -1,11 +1,14 @@
 *** Settings ***
-Documentation       A desk pool on the VDI platform, end to end: made from a template with 2 VMs, started
-...                 through the platform, the guests really boot, a user is bound, the platform and libvirt
-...                 agree; a VM destroyed behind the platform's back is named by the same check.
-Resource            ../../resources/vdi.resource
-Suite Setup         Make A Desk Pool Of Two VMs
-Suite Teardown      Delete Desk Pool If It Exists    ${POOL}
-Test Tags           area:vdi    speed:slow
+Documentation     A desk pool on the VDI platform, end to end: made from a template with 2 VMs, started
+...               through the platform, the guests really boot, a user is bound, the platform and libvirt
+...               agree; a VM destroyed behind the platform's back is named by the same check.
+
+Resource          ../../resources/vdi.resource
+
+Suite Setup       Make A Desk Pool Of Two VMs
+Suite Teardown    Delete Desk Pool If It Exists    ${POOL}
+
+Test Tags         area:vdi    speed:slow
 
 
 *** Variables ***

@@ -1,9 +1,12 @@
 *** Settings ***
-Documentation       Host connections: URIs, aliases, and clear errors for bad input.
-Resource            ../resources/lab.resource
-Suite Setup         Use A Lab VM For This Suite
-Test Setup          Log Test VM
-Test Tags           area:hosts    speed:fast
+Documentation    Host connections: URIs, aliases, and clear errors for bad input.
+
+Resource         ../../resources/lab.resource
+
+Suite Setup      Use A Lab VM For This Suite
+Test Setup       Log Test VM
+
+Test Tags        area:hosts    speed:fast
 
 
 *** Test Cases ***

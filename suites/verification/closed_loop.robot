@@ -1,10 +1,14 @@
 *** Settings ***
-Documentation       Closed-loop verification: the verification agent in the guest reports what the guest's
-...                 kernel received, and a verified keyword fails unless it is exactly what was sent.
-Resource            ../resources/lab.resource
-Suite Setup         Prepare Verification Suite
-Test Setup          Log Test VM
-Test Tags           area:verification    speed:fast
+Documentation     Closed-loop verification: the verification agent in the guest reports what the guest's
+...               kernel received, and a verified keyword fails unless it is exactly what was sent.
+
+Resource          ../../resources/verification.resource
+
+Suite Setup       Use A Lab VM With Its Verification Agent
+Suite Teardown    Stop Verifying
+Test Setup        Log Test VM
+
+Test Tags         area:verification    speed:fast
 
 
 *** Test Cases ***
@@ -29,12 +33,3 @@ Mouse Input Is Verified
     Scroll    ${VM}    2    verify=True
     ${latencies}=    Get Verification Latencies    ${VM}
     Should Be True    ${latencies}[count] >= 2
-
-
-*** Keywords ***
-Prepare Verification Suite
-    [Documentation]    Leases a VM, waits for its console and connects its verification agent.
-    Use A Lab VM For This Suite
-    VM Should Be Ready For Typing
-    Verification Agent Should Be Connected    ${VM}    timeout=60s
-    Press Keys    ${VM}    ctrl+c

@@ -1,9 +1,12 @@
 *** Settings ***
-Documentation       Commands in the guest through the QEMU guest agent: exit code, stdout, stderr, timeouts.
-Resource            ../resources/lab.resource
-Suite Setup         Use A Lab VM For This Suite
-Test Setup          Log Test VM
-Test Tags           area:commands    speed:fast
+Documentation    Commands in the guest through the QEMU guest agent: exit code, stdout, stderr, timeouts.
+
+Resource         ../../resources/lab.resource
+
+Suite Setup      Use A Lab VM For This Suite
+Test Setup       Log Test VM
+
+Test Tags        area:commands    speed:fast
 
 
 *** Test Cases ***

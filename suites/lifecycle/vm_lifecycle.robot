@@ -1,11 +1,14 @@
 *** Settings ***
-Documentation       VM lifecycle through libvirt: state, graceful shutdown, start, reboot, destroy, waits.
-...                 The suite leaves its VM running and ready for typing.
-Resource            ../resources/lab.resource
-Suite Setup         Use A Lab VM For This Suite
-Suite Teardown      VM Should Be Ready For Typing
-Test Setup          Log Test VM
-Test Tags           area:lifecycle    speed:slow
+Documentation     VM lifecycle through libvirt: state, graceful shutdown, start, reboot, destroy, waits.
+...               The suite leaves its VM running and ready for typing.
+
+Resource          ../../resources/lifecycle.resource
+
+Suite Setup       Use A Lab VM For This Suite
+Suite Teardown    VM Should Be Ready For Typing
+Test Setup        Log Test VM
+
+Test Tags         area:lifecycle    speed:slow
 
 
 *** Test Cases ***
@@ -43,7 +46,7 @@ Stopped Guest Agent Fails Clearly Within Its Timeout
     Guest Agent Should Respond    ${VM}    timeout=90s
     # qemu-ga stops a moment after answering this command (killing it at once would lose the answer).
     Execute Command In Guest    ${VM}    (sleep 0.5; kill $(cat /run/qemu-ga.pid)) >/dev/null 2>&1 &
-    Sleep    1.5s    reason=let qemu-ga stop
+    Wait Until Keyword Succeeds    15s    0.5s    Guest Agent Should Be Gone
     ${started}=    Get Time    epoch
     Run Keyword And Expect Error    *guest agent not responding*
     ...    Guest Agent Should Respond    ${VM}    timeout=5s
@@ -53,14 +56,3 @@ Stopped Guest Agent Fails Clearly Within Its Timeout
 
 Unknown VM Fails Naming The VM
     Run Keyword And Expect Error    *no-such-vm*    Get VM State    no-such-vm
-
-
-*** Keywords ***
-File Should Be Gone After Reboot
-    [Documentation]    The marker in /run (a tmpfs) is gone only when the guest really rebooted.
-    Execute Command In Guest    ${VM}    test ! -e /run/before-reboot    timeout=10s
-
-Restart VM After Test
-    [Documentation]    Brings a VM whose guest agent was stopped back: power off, start, wait for the console.
-    Destroy VM    ${VM}
-    VM Should Be Ready For Typing

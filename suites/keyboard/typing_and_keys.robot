@@ -1,17 +1,20 @@
 *** Settings ***
-Documentation       Keyboard input through QEMU, proven in a closed loop: keys typed on the guest's
-...                 console land in a file that is read back through the guest agent.
-Resource            ../resources/lab.resource
-Suite Setup         Prepare Keyboard Suite
-Test Setup          Log Test VM
-Test Tags           area:keyboard    speed:medium
+Documentation    Keyboard input through QEMU, proven in a closed loop: keys typed on the guest's
+...              console land in a file that is read back through the guest agent.
+
+Resource         ../../resources/console.resource
+
+Suite Setup      Use A Lab VM Ready For Typing
+Test Setup       Log Test VM
+
+Test Tags        area:keyboard    speed:fast
 
 
 *** Variables ***
 # \# keeps Robot from reading a comment; ${SPACE} keeps the double space (two spaces separate cells).
-${SHIFTED_PUNCTUATION}      Hello_World-42 (a>b) & {x|y} \#~$ tail
-${REPEATED_LETTERS}         aabbcc${SPACE}${SPACE}::
-${ANGLE_BRACKETS}           1 < 2 and 3 > 2, <tag/>
+${SHIFTED_PUNCTUATION}    Hello_World-42 (a>b) & {x|y} \#~$ tail
+${REPEATED_LETTERS}       aabbcc${SPACE}${SPACE}::
+${ANGLE_BRACKETS}         1 < 2 and 3 > 2, <tag/>
 
 
 *** Test Cases ***
@@ -56,10 +59,3 @@ Key Sequence Edits The Command Line
 
 Unknown Key Name Fails Before Anything Is Sent
     Run Keyword And Expect Error    *ENTERR*ENTER*    Press Keys    ${VM}    ENTERR
-
-
-*** Keywords ***
-Prepare Keyboard Suite
-    [Documentation]    Picks this process's VM and waits until its console takes typing.
-    Use A Lab VM For This Suite
-    VM Should Be Ready For Typing
