@@ -1,12 +1,15 @@
-"""``atp vdi``: look at and check an OCloudView VDI platform from the command line.
+"""``atp vdi``: look at, check and change an OCloudView VDI platform from the command line.
 
-Subcommands: ``verify`` (the VDI/libvirt agreement), ``list-hosts``, ``list-vms``, ``start``.  Connection settings
+Subcommands: ``verify`` (the VDI/libvirt agreement), ``list-hosts``, ``list-vms``, ``start``, and the batch chores
+``assign`` (bind users to VMs), ``rename`` (VMs to their users' names), ``auto-ad`` (auto-join the AD domain; see
+:mod:`ATPLibrary.vdi.chores`).  Connection settings
 come from the options, else the environment (``ATP_VDI_URL``, ``ATP_VDI_USERNAME``), else the lab's variables file
 (its ``vdi`` section, when the lab is up), else the defaults.  The password is read only from the environment
 (``ATP_VDI_PASSWORD``) or the lab's password file, never from the command line.
 
-Exit codes: 0 ok, 1 a check failed (differences, VMs that did not start), 2 usage or connection error (one line on
-stderr, no traceback).
+Exit codes (:class:`ATPLibrary.cli.exitcodes.ExitCode`): 0 ok, 1 a check or a VM failed (differences, VMs that did
+not start, VMs a chore could not change), 2 nothing done: usage, settings, no VM matches, an unknown name, or the
+platform unreachable (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any
 
 import libvirt
 
+from ATPLibrary.cli.exitcodes import ExitCode
+from ATPLibrary.cli.output import add_json_option, print_json, progress
+from ATPLibrary.cli.output import render_table as render_rows
 from ATPLibrary.errors import ATPError, ConfigurationError, VdiConnectionError, VdiError
 from ATPLibrary.hosts.connection import HostConnection
 from ATPLibrary.hosts.timing import Deadline, format_seconds, poll_intervals
@@ -42,13 +48,14 @@ from ATPLibrary.vdi.agreement import (
     status_name,
     unreachable_hint,
 )
+from ATPLibrary.vdi.chores import Directory, Plan, Report, match_vms, plan_assign, plan_auto_ad, plan_rename
 from ATPLibrary.vdi.client import VdiClient
 from ATPLibrary.vdi.models import Host, Vm
 
 ENV_URL = "ATP_VDI_URL"
 ENV_USERNAME = "ATP_VDI_USERNAME"
 ENV_PASSWORD = "ATP_VDI_PASSWORD"
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED, USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.ERROR
 RUNNING = 1
 
 Out = Callable[[str], None]
@@ -320,11 +327,65 @@ def cmd_start(args: argparse.Namespace, client: VdiClient, s: Settings, out: Out
     return OK if good else FAILED
 
 
+def _emit_chore(args: argparse.Namespace, out: Out, report: Report) -> int:
+    if args.format == "json":
+        print_json(report.to_json(), out)
+    else:
+        rows = [{"vm": r.vm.name, "before": r.before, "after": r.after, "result": r.result} for r in report.rows]
+        out(render_rows(rows, ("vm", "before", "after", "result")))
+        for note in report.notes:
+            out(note)
+        out(("OK: " if report.ok else "FAILED: ") + report.summary())
+    return OK if report.ok else FAILED
+
+
+def _run_chore(args: argparse.Namespace, client: VdiClient, out: Out, plan: Plan) -> int:
+    if args.dry_run or not plan.ops:
+        return _emit_chore(args, out, plan.run(client, dry_run=args.dry_run))
+    with progress(f"atp vdi {plan.chore}", total=len(plan.ops)) as bar:
+        report = plan.run(client, advance=bar.advance)
+    return _emit_chore(args, out, report)
+
+
+def _user_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--users '{text}' names no user: give account names separated by commas, e.g. --users a,b")
+    return names
+
+
+def cmd_assign(args: argparse.Namespace, client: VdiClient, s: Settings, out: Out) -> int:
+    names = _user_list(args.users) if args.users is not None else []
+    vms = match_vms(client, args.pattern)
+    directory = Directory(client)
+    if args.group is not None:
+        unit = directory.ou(args.group)
+        users = directory.users_of(unit)
+        if not users:
+            raise UsageError(f"OU '{unit.distinguished_name}' has no users: nothing to assign")
+    else:
+        users = [directory.user(name) for name in names]
+    return _run_chore(args, client, out, plan_assign(client, vms, users, directory, force=args.force))
+
+
+def cmd_rename(args: argparse.Namespace, client: VdiClient, s: Settings, out: Out) -> int:
+    vms = match_vms(client, args.pattern)
+    return _run_chore(args, client, out, plan_rename(client, vms, Directory(client)))
+
+
+def cmd_auto_ad(args: argparse.Namespace, client: VdiClient, s: Settings, out: Out) -> int:
+    vms = match_vms(client, args.pattern)
+    return _run_chore(args, client, out, plan_auto_ad(client, vms, enable=args.enable))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, VdiClient, Settings, Out], int]] = {
     "verify": cmd_verify,
     "list-hosts": cmd_list_hosts,
     "list-vms": cmd_list_vms,
     "start": cmd_start,
+    "assign": cmd_assign,
+    "rename": cmd_rename,
+    "auto-ad": cmd_auto_ad,
 }
 
 
@@ -352,9 +413,14 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request and libvirt connect (30)")
     common.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
+    add_json_option(common)
 
-    vdi = sub.add_parser("vdi", help="the OCloudView VDI platform: verify against libvirt, list, start")
-    vdi_sub = vdi.add_subparsers(dest="vdi_command", required=True, metavar="{verify,list-hosts,list-vms,start}")
+    vdi = sub.add_parser(
+        "vdi", help="the OCloudView VDI platform: verify against libvirt, list, start, assign, rename, auto-ad"
+    )
+    vdi_sub = vdi.add_subparsers(
+        dest="vdi_command", required=True, metavar="{verify,list-hosts,list-vms,start,assign,rename,auto-ad}"
+    )
     verify = vdi_sub.add_parser(
         "verify",
         parents=[common],
@@ -373,6 +439,33 @@ def add_parser(sub: Any) -> None:
     start.add_argument(
         "--wait-timeout", type=float, default=300.0, help="seconds to wait for running (and agents) (300)"
     )
+    pattern_help = "glob on VM names: '*' all, 'qa-*', '*-win', '*lab*', or an exact name (quote it)"
+    dry_run_help = "show the plan (table or JSON), change nothing"
+    assign = vdi_sub.add_parser(
+        "assign",
+        parents=[common],
+        help="bind users to the matching VMs: VMs in natural name order, users in the order given (exit 1 if any "
+        "VM failed or got no user)",
+    )
+    assign.add_argument("--pattern", required=True, help=pattern_help)
+    who = assign.add_mutually_exclusive_group(required=True)
+    who.add_argument("--users", help="account names (sAMAccountName) or ids, comma-separated: --users alice,bob")
+    who.add_argument("--group", help="every user of this OU (distinguished name, OU name or id), by account name")
+    assign.add_argument("--force", action="store_true", help="reassign VMs bound to another user (unbinds first)")
+    assign.add_argument("--dry-run", action="store_true", help=dry_run_help)
+    rename = vdi_sub.add_parser(
+        "rename", parents=[common], help="rename the matching VMs to their bound users' account names"
+    )
+    rename.add_argument("--pattern", required=True, help=pattern_help)
+    rename.add_argument("--dry-run", action="store_true", help=dry_run_help)
+    auto_ad = vdi_sub.add_parser(
+        "auto-ad", parents=[common], help="set auto-join-AD-domain (autoJoinDomain) on the matching VMs"
+    )
+    auto_ad.add_argument("--pattern", required=True, help=pattern_help)
+    onoff = auto_ad.add_mutually_exclusive_group(required=True)
+    onoff.add_argument("--enable", action="store_true", dest="enable", default=None, help="autoJoinDomain 1")
+    onoff.add_argument("--disable", action="store_false", dest="enable", help="autoJoinDomain 0")
+    auto_ad.add_argument("--dry-run", action="store_true", help=dry_run_help)
     vdi.set_defaults(func=run)
 
 
@@ -383,6 +476,8 @@ def _one_line(text: str) -> str:
 def run(args: argparse.Namespace, out: Out = print, err: Out | None = None) -> int:
     """Run one ``atp vdi`` subcommand; errors become one line on stderr and exit code 2."""
     error = err or (lambda line: print(line, file=sys.stderr))
+    if getattr(args, "json", False):
+        args.format = "json"
     try:
         s = settings(args)
         client = connect(s)
