@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ATPLibrary.archive.metrics import record_latency as archive_latency
 from ATPLibrary.errors import (
     KeyMapError,
     VerificationAgentLost,
@@ -1026,6 +1027,7 @@ class VMInbox:
             result = expectation.result
             if result is not None and result.ok and result.latency is not None:
                 self.latencies.append(result.latency)
+                archive_latency(self.vm, result.latency * 1000.0, "+".join(sorted(expectation.kinds)), expectation.what)
         if expectation in self.windows:
             self.windows.remove(expectation)
 
