@@ -227,7 +227,8 @@ class ArchiveStore:
     """One connection to the archive file (use one store per thread; close it, or use it as a context manager).
 
     ``create=False`` refuses a missing file (:class:`ArchiveNotFound`) instead of creating it; ``migrate``
-    says what to do with an older schema (see the module docstring).
+    says what to do with an older schema (see the module docstring); ``allow_older=True`` with
+    ``migrate=False`` opens an older file as it is (``atp db upgrade`` then calls :meth:`migrate`).
     """
 
     def __init__(
@@ -236,6 +237,7 @@ class ArchiveStore:
         *,
         create: bool = True,
         migrate: bool = True,
+        allow_older: bool = False,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         retry_for: float = DEFAULT_RETRY_FOR,
     ) -> None:
@@ -264,7 +266,7 @@ class ArchiveStore:
             self.conn.execute("PRAGMA foreign_keys = ON")
             self._retry(self._set_wal)
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            self._check_schema(migrate)
+            self._check_schema(migrate, allow_older)
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise ArchiveError(
@@ -340,14 +342,14 @@ class ArchiveStore:
     def version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def _check_schema(self, migrate: bool) -> None:
+    def _check_schema(self, migrate: bool, allow_older: bool) -> None:
         current = self.version()
         if current > SCHEMA_VERSION:
             raise ArchiveSchemaError(
                 f"The results archive {self.path} has schema version {current}, newer than this ATPLibrary "
                 f"knows ({SCHEMA_VERSION}): upgrade ATPLibrary, or choose another file with --db or ${ENV_DB}."
             )
-        if current == SCHEMA_VERSION:
+        if current == SCHEMA_VERSION or (allow_older and not migrate):
             return
         if not migrate:
             raise ArchiveSchemaError(
