@@ -25,6 +25,7 @@ from ATPLibrary.keywords import (
 )
 from ATPLibrary.keywords.channels import ChannelKeywords
 from ATPLibrary.keywords.files import FilesKeywords
+from ATPLibrary.keywords.powershell import PowerShellKeywords
 from ATPLibrary.keywords.qmp import QmpKeywords
 from ATPLibrary.keywords.spice import SpiceKeywords
 from ATPLibrary.keywords.vdi import VdiKeywords
@@ -87,6 +88,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
                 LibraryKeywords(self.ctx),
                 QmpKeywords(self.ctx),
                 FilesKeywords(self.ctx),
+                PowerShellKeywords(self.ctx),
                 self._channels,
                 VerificationKeywords(self.ctx),
                 self._pool,
