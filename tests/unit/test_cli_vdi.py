@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from ATPLibrary.cli import vdi as cli_vdi
@@ -275,3 +279,320 @@ def test_settings_from_the_lab_variables_file(
     (lab / "lab-vars.json").write_text(json.dumps({"vdi": "not a section"}))
     rc, _, err = atp(capsys, "vdi", "list-hosts")
     assert rc == 2 and "no VDI URL" in err
+
+
+# ---------------------------------------------------------------- batch chores: assign, rename, auto-ad
+
+QA_OU = "OU=QA,DC=atp,DC=local"
+
+
+def add_ou(sim: SimServer, client: VdiClient, dn: str, ou: str, *users: str) -> None:
+    """An OU with users (the simulator has no OU-creating route: straight into its store)."""
+    sim.platform.store.put("groups", {"id": f"g-{ou}", "ou": ou, "distinguishedName": dn, "parent": ""})
+    for name in users:
+        client.create_user(name, dn)
+
+
+def bound(client: VdiClient, prefix: str) -> dict[str, str]:
+    """VM name -> bound account name ('' for none), as the platform shows it."""
+    users = {u.id: u.sam_account_name for g in client.ou_tree() for u in client.list_users(g.distinguished_name)}
+    return {vm.name: users.get(vm.user_id, vm.user_id) for vm in client.list_vms(keyword=prefix)}
+
+
+def calls(sim: SimServer, method: str, path_prefix: str) -> list[str]:
+    return [r["path"] for r in list(sim.requests) if r["method"] == method and r["path"].startswith(path_prefix)]
+
+
+def chore(capsys: pytest.CaptureFixture[str], sim: SimServer, *argv: str) -> tuple[int, dict[str, Any], str]:
+    """Run a chore with --json; returns (exit code, the JSON report, stderr)."""
+    rc, out, err = atp(capsys, "vdi", *argv, "--url", sim.url, "--json")
+    return rc, (json.loads(out) if out.strip() else {}), err
+
+
+def results(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [(r["vm"], r["before"], r["after"], r["result"]) for r in report["vms"]]
+
+
+@pytest.fixture
+def qa(sim: SimServer, client: VdiClient) -> list[Vm]:
+    """VMs qa-1..qa-3 (and a VM 'other-1' outside the pattern), users alice, bob, carol in OU QA."""
+    add_ou(sim, client, QA_OU, "QA", "carol", "alice", "bob")
+    make_vms(client, "other-", 1)
+    return make_vms(client, "qa-", 3)
+
+
+def test_assign_dry_run_changes_nothing_then_binds_in_order(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = atp(
+        capsys, "vdi", "assign", "--url", sim.url, "--pattern", "qa-*", "--users", "bob,alice,carol", "--dry-run"
+    )
+    assert (rc, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["VM", "BEFORE", "AFTER", "RESULT"]
+    assert [line.split() for line in lines[1:4]] == [
+        ["qa-1", "-", "bob", "would", "bind"],
+        ["qa-2", "-", "alice", "would", "bind"],
+        ["qa-3", "-", "carol", "would", "bind"],
+    ]
+    assert lines[-1] == "OK: assign (dry run: nothing changed): 3 VM(s): 3 planned"
+    assert bound(client, "qa-") == {"qa-1": "", "qa-2": "", "qa-3": ""}
+    assert calls(sim, "POST", "/ocloud/v1/domain/") == []  # no bind, no unbind: reads only
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "bob, alice ,carol")
+    assert rc == 0 and report["ok"] is True and report["dry_run"] is False
+    assert results(report) == [
+        ("qa-1", "-", "bob", "bound"),
+        ("qa-2", "-", "alice", "bound"),
+        ("qa-3", "-", "carol", "bound"),
+    ]
+    assert bound(client, "qa-") == {"qa-1": "bob", "qa-2": "alice", "qa-3": "carol"}
+    assert bound(client, "other-") == {"other-1": ""}  # outside the pattern
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "BOB,alice,carol")  # AD: any case
+    assert rc == 0 and report["counts"] == {"unchanged": 3}
+
+
+def test_assign_skips_a_vm_bound_to_another_user_unless_force(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    chore(capsys, sim, "assign", "--pattern", "qa-1", "--users", "carol")
+    sim.requests.clear()
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "alice,bob")
+    assert rc == 1  # qa-3 got no user
+    assert results(report)[:2] == [
+        ("qa-1", "carol", "carol", "skipped: bound to carol; --force unbinds it and binds alice"),
+        ("qa-2", "-", "bob", "bound"),
+    ]
+    assert bound(client, "qa-")["qa-1"] == "carol"
+    assert calls(sim, "POST", "/ocloud/v1/domain/unbind-user") == []
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-?", "--users", "alice,bob", "--force", "--dry-run")
+    assert results(report)[0] == ("qa-1", "carol", "alice", "would unbind carol, then bind")
+    assert bound(client, "qa-")["qa-1"] == "carol"
+    sim.requests.clear()
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-[12]", "--users", "alice,bob", "--force")
+    assert rc == 0
+    assert results(report) == [
+        ("qa-1", "carol", "alice", "reassigned"),
+        ("qa-2", "bob", "bob", "unchanged: already bound to bob"),
+    ]
+    assert bound(client, "qa-") == {"qa-1": "alice", "qa-2": "bob", "qa-3": ""}
+    changes = calls(sim, "POST", "/ocloud/v1/domain/")
+    assert changes == ["/ocloud/v1/domain/unbind-user", "/ocloud/v1/domain/bind-user"]  # unbind first
+
+
+def test_assign_with_too_few_or_too_many_users(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = atp(capsys, "vdi", "assign", "--url", sim.url, "--pattern", "qa-*", "--users", "alice")
+    assert rc == 1
+    assert "VMs that got no user (2): qa-2, qa-3" in out
+    assert out.splitlines()[-1] == "FAILED: assign: 3 VM(s): 1 done, 2 failed"
+    assert "failed: no user left (1 user(s) for 3 VM(s))" in out
+    assert bound(client, "qa-") == {"qa-1": "alice", "qa-2": "", "qa-3": ""}
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-1", "--users", "alice,bob,carol")
+    assert rc == 0 and report["users_without_vm"] == ["bob", "carol"]
+    assert report["notes"] == ["users without a VM (2): bob, carol"]
+
+
+def test_assign_a_group_by_dn_or_name(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--group", QA_OU.lower(), "--dry-run")
+    assert rc == 0 and [r["after"] for r in report["vms"]] == ["alice", "bob", "carol"]  # by account name
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--group", "QA")
+    assert rc == 0 and report["counts"] == {"done": 3}
+    assert bound(client, "qa-") == {"qa-1": "alice", "qa-2": "bob", "qa-3": "carol"}
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "*", "--group", "OU=ATP,DC=atp,DC=local", "--force")
+    assert rc == 1  # 4 VMs, 1 user in ATP
+    assert [(r["vm"], r["after"], r["outcome"]) for r in report["vms"]] == [
+        ("other-1", "atpuser", "done"),
+        ("qa-1", "alice", "failed"),  # no user left: keeps its user
+        ("qa-2", "bob", "failed"),
+        ("qa-3", "carol", "failed"),
+    ]
+
+
+def test_assign_usage_errors_change_nothing(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, message in [
+        (("--users", "alice,bobb"), "no user 'bobb' in any OU of the platform (4 users in 2 OUs); close names: bob"),
+        (("--users", " , "), "--users ' , ' names no user"),
+        (("--group", "Sales"), "no OU 'Sales' (a distinguished name, an OU name or an id); OUs: ATP"),
+    ]:
+        rc, out, err = atp(capsys, "vdi", "assign", "--url", sim.url, "--pattern", "qa-*", *argv)
+        assert (rc, out) == (2, "") and err.count("\n") == 1 and message in err, err
+    add_ou(sim, client, "OU=Empty,DC=atp,DC=local", "Empty")
+    rc, _, err = atp(capsys, "vdi", "assign", "--url", sim.url, "--pattern", "qa-*", "--group", "Empty")
+    assert rc == 2 and "OU 'OU=Empty,DC=atp,DC=local' has no users: nothing to assign" in err
+    rc, _, err = atp(capsys, "vdi", "assign", "--url", sim.url, "--pattern", "qa-x*", "--users", "alice")
+    assert rc == 2 and "no VDI VM name matches 'qa-x*' (4 VMs on the platform)" in err
+    for argv in (("--pattern", "qa-*"), ("--pattern", "qa-*", "--users", "a", "--group", "QA"), ("--users", "a")):
+        with pytest.raises(SystemExit) as excinfo:
+            main(["vdi", "assign", "--url", sim.url, *argv])
+        assert excinfo.value.code == 2
+    capsys.readouterr()
+    assert calls(sim, "POST", "/ocloud/v1/domain/") == []
+    assert bound(client, "qa-") == {"qa-1": "", "qa-2": "", "qa-3": ""}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "names"),
+    [
+        ("*", ["other-1", "qa-1", "qa-2", "qa-3"]),
+        ("qa-*", ["qa-1", "qa-2", "qa-3"]),
+        ("*-2", ["qa-2"]),
+        ("*a-*", ["qa-1", "qa-2", "qa-3"]),
+        ("other-1", ["other-1"]),
+        ("qa-?", ["qa-1", "qa-2", "qa-3"]),
+    ],
+)
+def test_chore_patterns(
+    sim: SimServer, qa: list[Vm], capsys: pytest.CaptureFixture[str], pattern: str, names: list[str]
+) -> None:
+    rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", pattern, "--enable", "--dry-run")
+    assert rc == 0 and [r["vm"] for r in report["vms"]] == names
+
+
+def test_chores_list_vms_in_natural_order(
+    sim: SimServer, client: VdiClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_vms(client, "n-", 11)
+    rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", "n-*", "--disable", "--dry-run")
+    assert rc == 0 and [r["vm"] for r in report["vms"]] == [f"n-{i}" for i in range(1, 12)]
+
+
+def test_a_platform_error_on_one_vm_fails_only_that_vm(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = {"error_status": 4711, "error_msg": "绑定失败", "path": "/ocloud/v1/domain/bind-user", "count": 1}
+    httpx.post(sim.url + "/_sim/faults", json=fault, timeout=5)
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "alice,bob,carol")
+    assert rc == 1
+    assert results(report) == [
+        ("qa-1", "-", "-", "failed: binding alice: VDI POST /ocloud/v1/domain/bind-user failed: status 4711: 绑定失败"),
+        ("qa-2", "-", "bob", "bound"),
+        ("qa-3", "-", "carol", "bound"),
+    ]
+    assert bound(client, "qa-") == {"qa-1": "", "qa-2": "bob", "qa-3": "carol"}
+    second = qa[1].id
+    fault = {"error_status": 4712, "error_msg": "改名失败", "method": "PATCH", "path": f"/ocloud/v1/domain/{second}"}
+    httpx.post(sim.url + "/_sim/faults", json=fault | {"count": 1}, timeout=5)
+    rc, out, _ = atp(capsys, "vdi", "rename", "--url", sim.url, "--pattern", "qa-*")
+    assert rc == 1
+    rows = {line.split()[0]: line for line in out.splitlines()[1:4]}
+    assert rows["qa-1"].split()[1:] == ["qa-1", "qa-1", "skipped:", "no", "user", "bound"]
+    assert (
+        "failed: renaming to bob: VDI PATCH /ocloud/v1/domain/" in rows["qa-2"]
+        and "status 4712: 改名失败" in rows["qa-2"]
+    )
+    assert rows["qa-3"].split() == ["qa-3", "qa-3", "carol", "renamed"]  # VM: its name before the chore
+    assert out.splitlines()[-1] == "FAILED: rename: 3 VM(s): 1 done, 1 skipped, 1 failed"
+    assert {vm.id: vm.name for vm in client.list_vms()}[second] == "qa-2"
+    client.start_vms([qa[0].id])  # qa-1 is operating (status 5) for a moment: the platform refuses a change
+    rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", "*", "--enable")
+    assert rc == 1
+    assert report["vms"][2] == {
+        "vm": "qa-1",
+        "id": qa[0].id,
+        "before": "off",
+        "after": "off",
+        "outcome": "failed",
+        "result": "failed: setting autoJoinDomain on: VDI PATCH /ocloud/v1/domain/"
+        f"{qa[0].id} failed: status 1001: 虚拟机正在操作中",
+    }
+    assert [r["outcome"] for r in report["vms"]] == ["done", "done", "failed", "done"]  # carol, other-1, qa-1, qa-2
+
+
+def test_a_connection_lost_mid_batch_fails_the_rest_untried(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault = {"drop_connection": True, "method": "PATCH", "path": f"/ocloud/v1/domain/{qa[1].id}", "count": 1}
+    httpx.post(sim.url + "/_sim/faults", json=fault, timeout=5)
+    rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", "qa-*", "--enable")
+    assert rc == 1
+    outcomes = [(r["vm"], r["outcome"], r["result"].split(":")[0:2]) for r in report["vms"]]
+    assert outcomes[0] == ("qa-1", "failed", ["failed", " reading it back"])  # done, but could not be read back
+    assert outcomes[1][:2] == ("qa-2", "failed") and "not retried" in report["vms"][1]["result"]
+    assert outcomes[2] == ("qa-3", "failed", ["failed", " not tried"])
+    assert [vm.auto_join_domain for vm in sorted(client.list_vms(keyword="qa-"), key=lambda v: v.name)] == [1, 0, 0]
+
+
+def test_rename_to_bound_users_with_collisions(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_vms(client, "qb-", 2)
+    client.rename_vm(next(client.list_vms(keyword="other-1")).id, "bob")  # outside the pattern, holds 'bob'
+    chore(capsys, sim, "assign", "--pattern", "q*", "--users", "alice,alice,bob,carol")  # qb-2: none
+    sim.requests.clear()
+    rc, report, _ = chore(capsys, sim, "rename", "--pattern", "q*", "--dry-run")
+    assert rc == 0
+    assert results(report) == [
+        ("qa-1", "qa-1", "alice", "would rename"),
+        ("qa-2", "qa-2", "alice-2", "would rename ('alice' is taken)"),
+        ("qa-3", "qa-3", "bob-2", "would rename ('bob' is taken)"),
+        ("qb-1", "qb-1", "carol", "would rename"),
+        ("qb-2", "qb-2", "qb-2", "skipped: no user bound"),
+    ]
+    assert calls(sim, "PATCH", "/ocloud/v1/domain/") == []
+    assert sorted(vm.name for vm in client.list_vms()) == ["bob", "qa-1", "qa-2", "qa-3", "qb-1", "qb-2"]
+    rc, out, _ = atp(capsys, "vdi", "rename", "--url", sim.url, "--pattern", "q*")
+    assert rc == 0 and out.splitlines()[-1] == "OK: rename: 5 VM(s): 4 done, 1 skipped"
+    assert sorted(vm.name for vm in client.list_vms()) == ["alice", "alice-2", "bob", "bob-2", "carol", "qb-2"]
+    rc, report, _ = chore(capsys, sim, "rename", "--pattern", "*")  # again: nothing to do
+    assert rc == 0 and report["counts"] == {"unchanged": 4, "skipped": 2}  # 'bob' (other-1) has no user
+
+
+def test_rename_swaps_names_through_a_temporary_one(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    chore(capsys, sim, "assign", "--pattern", "qa-[12]", "--users", "alice,bob")
+    chore(capsys, sim, "rename", "--pattern", "qa-*")
+    rc, report, _ = chore(capsys, sim, "assign", "--pattern", "[ab]*", "--users", "bob,alice", "--force")
+    assert rc == 0 and [(r["vm"], r["after"]) for r in report["vms"]] == [("alice", "bob"), ("bob", "alice")]
+    sim.requests.clear()
+    rc, report, _ = chore(capsys, sim, "rename", "--pattern", "[ab]*")
+    assert rc == 0 and results(report) == [("alice", "alice", "bob", "renamed"), ("bob", "bob", "alice", "renamed")]
+    assert {vm.id: vm.name for vm in client.list_vms(keyword="")}[qa[0].id] == "bob"
+    assert {vm.id: vm.name for vm in client.list_vms(keyword="")}[qa[1].id] == "alice"
+    assert len(calls(sim, "PATCH", "/ocloud/v1/domain/")) == 3  # one of them went through a temporary name
+
+
+def test_auto_ad_enable_disable_and_dry_run(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = atp(capsys, "vdi", "auto-ad", "--url", sim.url, "--pattern", "qa-*", "--enable", "--dry-run")
+    assert rc == 0 and out.count("would enable") == 3
+    assert {vm.auto_join_domain for vm in client.list_vms()} == {0}
+    assert calls(sim, "PATCH", "/ocloud/v1/domain/") == []
+    rc, out, _ = atp(capsys, "vdi", "auto-ad", "--url", sim.url, "--pattern", "qa-2", "--enable")
+    assert rc == 0 and out.splitlines()[1].split() == ["qa-2", "off", "on", "enabled"]
+    rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", "qa-*", "--enable")
+    assert [r["result"] for r in report["vms"]] == ["enabled", "unchanged", "enabled"]
+    assert {vm.name: vm.auto_join_domain for vm in client.list_vms()} == {"other-1": 0, "qa-1": 1, "qa-2": 1, "qa-3": 1}
+    rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", "*", "--disable")
+    assert rc == 0 and report["counts"] == {"done": 3, "unchanged": 1}
+    assert {vm.auto_join_domain for vm in client.list_vms()} == {0}
+    with pytest.raises(SystemExit) as excinfo:
+        main(["vdi", "auto-ad", "--url", sim.url, "--pattern", "*"])
+    assert excinfo.value.code == 2 and "one of the arguments --enable --disable is required" in capsys.readouterr().err
+
+
+def test_a_long_batch_advances_the_progress_bar_once_per_call(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, int, list[str]]] = []
+
+    @contextlib.contextmanager
+    def fake_progress(description: str, total: int, interactive: bool | None = None) -> Iterator[Any]:
+        steps: list[str] = []
+        seen.append((description, total, steps))
+        yield types.SimpleNamespace(advance=steps.append)
+
+    monkeypatch.setattr(cli_vdi, "progress", fake_progress)
+    chore(capsys, sim, "assign", "--pattern", "qa-1", "--users", "carol")
+    rc, _, _ = chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "alice,bob,carol", "--force")
+    assert rc == 0
+    assert seen[-1] == ("atp vdi assign", 4, ["qa-1", "qa-1", "qa-2", "qa-3"])  # unbind + bind, bind, bind
+    seen.clear()
+    chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "alice,bob,carol", "--dry-run")
+    assert seen == []  # a dry run makes no call: no bar
