@@ -697,8 +697,8 @@ def save_config(config: AtpConfig, path: str | Path | None = None) -> Path:
             current = {}
         if "libvirt" in current:
             raise ConfigurationError(
-                f"{target} is in the original system's format and is only read, never written. Give a new file "
-                "with --config ./atp.toml (or set ATP_CONFIG): its hosts are copied into the new file."
+                f"{target} is in the original system's format and is only read, never written: give a new file "
+                "(--config PATH or ATP_CONFIG)."
             )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
