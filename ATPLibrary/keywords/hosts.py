@@ -29,7 +29,9 @@ class HostKeywords:
 
         The connection is opened at once, so a wrong URI fails here with a message naming it. If the
         connection breaks later it is re-opened with exponential backoff, and reads are retried once.
-        Returns the alias.
+        Connecting with an alias that is already connected closes that connection and replaces it; when the
+        new connection fails, the host that was current before stays current (unless the failed one replaced
+        it). Returns the alias.
 
         | =Keyword=       | =URI=                             | =Alias=      |
         | Connect To Host | qemu:///system                    | alias=local  |
@@ -53,6 +55,8 @@ class HostKeywords:
     def switch_host(self, alias: str) -> None:
         """Makes the host connected as ``alias`` the current host for the following keywords.
 
+        Fails when no host is connected as ``alias``, listing the aliases that are.
+
         | =Keyword=   | =Alias= |
         | Switch Host | remote  |
         """
@@ -62,6 +66,9 @@ class HostKeywords:
     @keyword("Disconnect From Host")
     def disconnect_from_host(self, alias: str | None = None) -> None:
         """Closes the connection ``alias`` (default: the current host) and forgets it.
+
+        The host connected last among the remaining ones becomes current. Never fails: an alias that is not
+        connected only logs that there was nothing to disconnect.
 
         | =Keyword=            | =Alias= |
         | Disconnect From Host | remote  |
@@ -77,6 +84,8 @@ class HostKeywords:
     def disconnect_all_hosts(self) -> None:
         """Closes every host connection (use in suite teardown).
 
+        Never fails; afterwards keywords use the ``uri`` import argument again, opened on first use.
+
         | =Keyword=            |
         | Disconnect All Hosts |
         """
@@ -89,7 +98,8 @@ class HostKeywords:
         """Returns the state of ``vm`` on the current host as virsh prints it.
 
         Possible values: ``running``, ``idle``, ``paused``, ``in shutdown``, ``shut off``, ``crashed``,
-        ``pmsuspended``, ``no state``.
+        ``pmsuspended``, ``no state``. Fails when ``vm`` is not defined on the current host, listing the
+        defined domains (close matches first).
 
         | =Keyword / Assignment= | =Argument=   | =Argument= |
         | ${state} =             | Get VM State | atp-lab-03 |
@@ -101,9 +111,12 @@ class HostKeywords:
 
     @keyword("Start VM")
     def start_vm(self, vm: str) -> None:
-        """Starts ``vm`` (resumes it when paused). A VM that is already running passes, with a log line.
+        """Starts ``vm``, or resumes it when it is paused, without waiting for the guest to boot.
 
-        The keyword does not wait for the guest to boot; use `Guest Agent Should Respond` for that.
+        A VM that is already running passes, with a log line. To wait for the boot use `Guest Agent Should
+        Respond` (or, on the lab, wait for the console as ``VM Should Be Ready For Typing`` does). Fails when
+        ``vm`` is not defined on the current host (listing the defined domains) or libvirt cannot start it,
+        with libvirt's error, the VM and the host.
 
         | =Keyword= | =VM=       |
         | Start VM  | atp-lab-03 |
@@ -136,7 +149,8 @@ class HostKeywords:
         """Asks the guest of ``vm`` to reboot (libvirt default mode) and returns at once.
 
         The guest agent may still answer for a moment before the guest goes down; to wait for the new boot,
-        check something that only the new boot has.
+        check something that only the new boot has. Fails when ``vm`` is not defined or not running, with
+        libvirt's error.
 
         | =Keyword= | =VM=       |
         | Reboot VM | atp-lab-03 |
@@ -146,7 +160,10 @@ class HostKeywords:
 
     @keyword("Destroy VM")
     def destroy_vm(self, vm: str) -> None:
-        """Powers ``vm`` off at once (like pulling the plug). A VM that is already shut off passes.
+        """Powers ``vm`` off at once, like pulling the plug, without asking the guest.
+
+        A VM that is already shut off passes. Fails when ``vm`` is not defined on the current host or libvirt
+        refuses, with libvirt's error.
 
         | =Keyword=  | =VM=       |
         | Destroy VM | atp-lab-03 |
@@ -160,8 +177,9 @@ class HostKeywords:
     def wait_until_vm_state(self, vm: str, state: str, timeout: timedelta | None = None) -> None:
         """Waits until ``vm`` is in ``state`` (e.g. ``running``, ``shut off``, ``paused``).
 
-        Fails after ``timeout`` (default: the library timeout) with a message naming the VM, the wanted state,
-        the last seen state and the timeout.
+        ``state`` is case-insensitive (``shut off``, ``SHUTOFF`` and ``stopped`` are one state); an unknown
+        one fails at once listing the known states. Fails after ``timeout`` (default: the library timeout)
+        with a message naming the VM, the host, the wanted state, the last seen state and the timeout.
 
         | =Keyword=           | =VM=       | =State=  | =Timeout=   |
         | Wait Until VM State | atp-lab-03 | shut off | timeout=30s |
