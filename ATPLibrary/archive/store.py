@@ -198,6 +198,10 @@ class ProcessInfo:
 
 @dataclass(frozen=True)
 class TestRecord:
+    """One finished test as the archive stores it."""
+
+    __test__ = False  # not a pytest class
+
     name: str
     longname: str
     status: str
