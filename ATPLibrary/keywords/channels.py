@@ -69,6 +69,10 @@ class ChannelKeywords:
         writes while no host client has the channel open blocks until one opens it. Close channels with
         `Close Channel` or `Close All Channels` (in a suite teardown).
 
+        Fails when the VM has no such channel (listing its channels), when ``name`` is the guest agent's
+        channel, when the channel is not a ``unix`` one, or when ``alias`` is already open (without
+        ``force``).
+
         | =Keyword / Assignment= | =Argument=   | =Argument=     | =Argument= | =Argument=  |
         | Open Channel           | atp-lab-01   | com.atp.test.0 |            |             |
         | ${agent} =             | Open Channel | atp-lab-02     | com.atp.test.0 | mode=json |
@@ -100,6 +104,9 @@ class ChannelKeywords:
     def switch_channel(self, alias: str) -> str:
         """Makes the open channel ``alias`` the current one; returns the previous alias.
 
+        Returns an empty string when no channel was current. Fails when no channel is open as ``alias``,
+        listing the open ones.
+
         | =Keyword= | =Argument= |
         | Switch Channel | atp-lab-02:com.atp.test.0 |
         """
@@ -113,6 +120,8 @@ class ChannelKeywords:
 
         ``raw`` mode sends it as it is, ``line`` mode adds a newline, ``json`` mode sends
         ``{"data": <data>}`` and a newline. ``timeout`` bounds the write (default: the library timeout).
+        Fails when no channel is open (or none as ``channel``), when the write does not complete within
+        ``timeout``, or when the channel was closed (the VM stopped).
 
         | =Keyword=        | =Argument=       | =Argument=                  |
         | Write To Channel | hello\\n         |                             |
@@ -156,7 +165,8 @@ class ChannelKeywords:
     ) -> bytes:
         """Reads up to ``size`` bytes as soon as any arrive (``exact=True``: exactly ``size``), ignoring framing.
 
-        Fails when nothing (or, with ``exact``, not all) arrives within ``timeout``.
+        Returns the bytes read. Fails when nothing (or, with ``exact``, not all) arrives within ``timeout``
+        (default: the library timeout), and when ``size`` is not positive.
 
         | =Keyword / Assignment= | =Argument=              | =Argument= | =Argument= |
         | ${data} =              | Read Bytes From Channel | 16         | exact=True |
@@ -171,7 +181,9 @@ class ChannelKeywords:
 
     @keyword("Close Channel")
     def close_channel(self, channel: str | None = None) -> None:
-        """Closes the current channel or ``channel``. Closing a closed or unknown alias does nothing.
+        """Closes the current channel or the one open as ``channel``.
+
+        Never fails: closing a closed or unknown alias only logs that there was nothing to close.
 
         | =Keyword=     | =Channel=             |
         | Close Channel |                       |
@@ -191,10 +203,10 @@ class ChannelKeywords:
     def close_all_channels(self) -> None:
         """Closes every channel opened with `Open Channel` (use it in suite teardown).
 
+        Never fails. The library also closes them when the whole run ends.
+
         | =Keyword=          |
         | Close All Channels |
-
-        The library also closes them when the whole run ends.
         """
         for key in list(self._channels):
             self.close_channel(key)

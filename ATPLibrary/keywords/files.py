@@ -128,6 +128,9 @@ class FilesKeywords:
     def guest_file_should_exist(self, vm: str, guest_path: str, timeout: timedelta | None = None) -> None:
         """Fails unless ``guest_path`` exists in ``vm`` and the guest agent can open it for reading.
 
+        ``timeout`` bounds the guest agent's answer (default: the library timeout); a guest agent that does
+        not answer fails too, naming the VM.
+
         | =Keyword= | =Argument= | =Argument= |
         | Guest File Should Exist | atp-lab-01 | /tmp/data.bin |
         """
@@ -138,6 +141,9 @@ class FilesKeywords:
     @keyword("Guest File Should Not Exist")
     def guest_file_should_not_exist(self, vm: str, guest_path: str, timeout: timedelta | None = None) -> None:
         """Fails if ``guest_path`` exists in ``vm``.
+
+        ``timeout`` bounds the guest agent's answer (default: the library timeout); a guest agent that does
+        not answer fails too, naming the VM.
 
         | =Keyword= | =Argument= | =Argument= |
         | Guest File Should Not Exist | atp-lab-01 | /tmp/stale.lock |

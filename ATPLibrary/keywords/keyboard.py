@@ -34,7 +34,9 @@ class KeyboardKeywords:
         close matches.
 
         ``via`` and ``verify`` choose the transport and closed-loop verification (default: the library's,
-        see `Input`).
+        see `Input`). With ``verify=True`` it fails unless the guest received exactly these keys (see
+        `Verification`); with ``via=spice`` it fails before sending anything when the VM has no open SPICE
+        session.
 
         | =Keyword=  | =VM=       | =Keys=          | =Keys= |
         | Press Keys | atp-lab-03 | ctrl+alt+delete |        |
@@ -78,6 +80,9 @@ class KeyboardKeywords:
         Keys typed while a program is still starting are handled with the terminal settings in force when
         they arrive: wait until the program runs before typing into it.
 
+        With ``verify=True`` the keyword fails unless the guest received exactly ``text``, naming the first
+        differing position (see `Verification`); ``via`` is as in `Press Keys`. Returns nothing.
+
         | =Keyword= | =VM=       | =Text=                   | =Delay=      |
         | Type Text | atp-lab-03 | echo hello > /tmp/x\\n   |              |
         | Type Text | atp-lab-03 | slow typing              | delay=50ms   |
@@ -99,8 +104,9 @@ class KeyboardKeywords:
 
         Pass a Robot Framework ``Secret`` (for example ``%{VDI_PASSWORD}`` converted with ``${pw: Secret}``,
         or a variable created with ``VAR ${pw: Secret} ...``): Robot then hides it from every log level. A
-        plain string works too, but Robot itself may show keyword arguments at ``TRACE`` level. Error
-        messages name the position of a character that cannot be typed, never the character.
+        plain string works too, but Robot itself may show keyword arguments at ``TRACE`` level. It fails
+        like `Type Text`, but the messages name the position of a character that cannot be typed or was not
+        received, never the character.
 
         | =Keyword=   | =VM=       | =Secret=       |
         | Type Secret | atp-lab-03 | ${PASSWORD}    |
@@ -113,7 +119,8 @@ class KeyboardKeywords:
         """Presses ``key`` down on ``vm`` and keeps it down until `Release Key` (or the end of the test).
 
         Keys still held when a test ends are released then, so one test never leaves Shift down for the
-        next. The guest may auto-repeat a held key after its repeat delay.
+        next. The guest may auto-repeat a held key after its repeat delay. An unknown key name fails before
+        anything is sent, with close matches; ``via`` and ``verify`` are as in `Press Keys`.
 
         | =Keyword=   | =VM=       | =Key= |
         | Hold Key    | atp-lab-03 | shift |
@@ -128,7 +135,10 @@ class KeyboardKeywords:
 
     @keyword("Release Key")
     def release_key(self, vm: str, key: str, via: InputTransport | None = None, verify: bool | None = None) -> None:
-        """Releases ``key`` on ``vm`` (held with `Hold Key`). Releasing a key that is not held just sends key-up.
+        """Releases ``key`` on ``vm`` that `Hold Key` pressed down.
+
+        Releasing a key that is not held just sends its key-up. An unknown key name fails before anything
+        is sent, with close matches; ``via`` and ``verify`` are as in `Press Keys`.
 
         | =Keyword=   | =VM=       | =Key= |
         | Release Key | atp-lab-03 | shift |
@@ -144,7 +154,8 @@ class KeyboardKeywords:
         """Sets the guests' keyboard layout used by `Type Text` and `Type Secret`; returns the previous one.
 
         The layout must match the one configured in the guest, or characters come out wrong. Known layouts:
-        ``us`` (default) and ``de`` (German; it cannot type the dead keys ``^`` and the backtick).
+        ``us`` (default) and ``de`` (German; it cannot type the dead keys ``^`` and the backtick). An unknown
+        layout fails listing the known ones and keeps the current layout.
 
         | =Assignment= | =Keyword=           | =Layout= |
         | ${old} =     | Set Keyboard Layout | de       |

@@ -22,7 +22,9 @@ class LibraryKeywords:
     def set_atp_timeout(self, timeout: timedelta | str | float) -> str:
         """Sets the default timeout of every keyword that waits and returns the previous one.
 
-        The library's ``timeout_scale`` still multiplies it.
+        The library's ``timeout_scale`` still multiplies it. Returns the previous timeout as text such as
+        ``30.0 seconds``, which this keyword takes back to restore it. Fails when ``timeout`` is not a time
+        (``10s``, ``1 minute``) or is negative.
 
         | =Assignment= | =Keyword=       | =Timeout= |
         | ${old} =     | Set ATP Timeout | 2 minutes |
@@ -39,7 +41,10 @@ class LibraryKeywords:
         """Sets the keyword run when an ATPLibrary keyword fails and returns the previous one.
 
         The default is `Take Screenshot` of the VM the failing keyword acted on. ``NONE`` turns it off.
-        The keyword gets the VM as its only argument.
+        The keyword gets the VM as its only argument, and runs once per test, VM and failure message.
+        Returns the previous keyword's name (``None`` when nothing was registered). The name is not checked
+        here: when the registered keyword fails itself, that is logged as a warning and the original
+        failure stands.
 
         | =Assignment=  | =Keyword=                          | =Keyword=       |
         | ${previous} = | Register Keyword To Run On Failure | NONE            |

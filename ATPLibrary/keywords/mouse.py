@@ -31,7 +31,9 @@ class MouseKeywords:
     ) -> None:
         """Moves the pointer of ``vm`` to pixel (``x``, ``y``) of its screen (absolute tablet position).
 
-        A position outside the screen fails before anything is sent.
+        A position outside the screen fails before anything is sent, naming the screen size. With
+        ``verify=True`` it fails unless the guest's pointer received exactly this move (see `Verification`);
+        with ``via=spice`` the VM needs an open SPICE session.
 
         | =Keyword=     | =VM=       | =X= | =Y= |
         | Move Mouse To | atp-lab-03 | 360 | 200 |
@@ -50,6 +52,9 @@ class MouseKeywords:
         self, vm: str, dx: int, dy: int, via: InputTransport | None = None, verify: bool | None = None
     ) -> None:
         """Moves the pointer of ``vm`` by (``dx``, ``dy``) relative mouse units (the guest may accelerate).
+
+        Large moves are split into steps that add up exactly. With ``verify=True`` it fails unless the guest
+        received moves adding up to exactly (``dx``, ``dy``) (see `Verification`).
 
         | =Keyword=     | =VM=       | =dx= | =dy= |
         | Move Mouse By | atp-lab-03 | 10   | -5   |
@@ -77,6 +82,8 @@ class MouseKeywords:
         """Clicks ``button`` on ``vm``, at pixel (``x``, ``y``) when given, else where the pointer is.
 
         ``button`` is ``left``, ``middle``, ``right``, ``side`` or ``extra``; ``double=True`` clicks twice.
+        Only one of ``x`` and ``y``, an unknown button or a position outside the screen fails before anything
+        is sent. With ``verify=True`` it fails unless the guest received exactly these presses and releases.
 
         | =Keyword= | =VM=       | =X= | =Y= | =Button=     | =Double=    |
         | Click     | atp-lab-03 | 100 | 200 |              |             |
@@ -110,6 +117,9 @@ class MouseKeywords:
     ) -> None:
         """Turns the mouse wheel of ``vm`` by ``clicks`` notches ``direction`` (``up``, ``down``, ``left``, ``right``).
 
+        An unknown direction fails before anything is sent, naming the valid ones. With ``verify=True`` it
+        fails unless the guest received exactly these wheel notches (see `Verification`).
+
         | =Keyword= | =VM=       | =Clicks= | =Direction= |
         | Scroll    | atp-lab-03 | 3        |             |
         | Scroll    | atp-lab-03 | 1        | UP          |
@@ -140,7 +150,9 @@ class MouseKeywords:
     ) -> None:
         """Presses ``button`` at (``x1``, ``y1``), moves in ``steps`` to (``x2``, ``y2``) and releases there.
 
-        Both points are checked before the button goes down; the button is released even if a move fails.
+        Both points are checked before the button goes down (a point outside the screen fails then); the
+        button is released even if a move fails. ``step_delay`` is the pause after each step. With
+        ``verify=True`` it fails unless the guest received exactly the press, the moves and the release.
 
         | =Keyword=    | =VM=       | =x1= | =y1= | =x2= | =y2= |
         | Drag From To | atp-lab-03 | 10   | 10   | 300  | 200  |

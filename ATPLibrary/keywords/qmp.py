@@ -58,7 +58,7 @@ class QmpKeywords:
     def use_libvirt_qmp(self, vm: str) -> None:
         """Sends the QMP commands of ``vm`` through libvirt again (the default) and closes its QMP socket.
 
-        Does nothing when ``vm`` already uses libvirt.
+        Does nothing when ``vm`` already uses libvirt; never fails.
 
         | =Keyword=       | =VM=      |
         | Use Libvirt QMP | desktop-1 |

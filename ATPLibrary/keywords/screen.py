@@ -141,14 +141,15 @@ class ScreenKeywords:
 
     @keyword("Take Screenshot")
     def take_screenshot(self, vm: str, filename: str | None = None) -> str:
-        """Takes a screenshot of ``vm``, saves it as PNG and embeds it in log.html. Returns the file's path.
+        """Takes a screenshot of ``vm``, saves it as a PNG file, embeds it in log.html and returns the file's path.
 
         The picture is embedded in log.html itself (so the log shows it on its own) when the PNG is at most
         512 KiB, and linked to the file beside the log otherwise.
 
         ``filename`` is relative to ``${OUTPUT DIR}`` unless absolute; ``{index}`` in it is replaced by the
         first free number. The default is ``<vm>-screenshot-<index>.png``. Works on remote hosts too (the
-        image comes through libvirt); a PPM from QEMU is converted to PNG.
+        image comes through libvirt); a PPM from QEMU is converted to PNG. Fails when ``vm`` is not defined
+        or libvirt cannot take the screenshot (a VM that is not running), with libvirt's error.
 
         | =Keyword / Assignment= | =Argument=      | =Argument= | =Argument=           |
         | ${path} =              | Take Screenshot | atp-lab-03 |                      |
@@ -190,11 +191,11 @@ class ScreenKeywords:
         region: str | None = None,
         margin: int | None = None,
     ) -> NeedleMatch:
-        """Fails unless the screen of ``vm`` matches ``needle`` now. Returns the match.
+        """Fails unless the screen of ``vm`` matches ``needle`` now, and returns the match.
 
         ``needle`` is an openQA-style needle (``name.json`` beside ``name.png``, named with or without
         the suffix) or a plain reference PNG. A relative name is looked up in ``${EXECDIR}``, then in
-        ``${EXECDIR}/needles``.
+        ``${EXECDIR}/needles``; a needle found in neither fails naming the places looked in.
 
         A needle matches when each of its ``match`` areas is found with at least its ``match``
         similarity (default 96 %), ignoring its ``exclude`` areas. Each area is searched around its
@@ -245,7 +246,7 @@ class ScreenKeywords:
         margin: int | None = None,
         interval: timedelta = timedelta(milliseconds=500),
     ) -> NeedleMatch:
-        """Takes screenshots of ``vm`` until one matches ``needle``; fails after ``timeout``. Returns the match.
+        """Takes screenshots of ``vm`` until one matches ``needle`` and returns the match.
 
         ``needle``, ``similarity``, ``region`` and ``margin`` are as in `Screen Should Match`. A
         screenshot is taken every ``interval``. ``timeout`` defaults to the library's timeout. On
@@ -333,7 +334,7 @@ class ScreenKeywords:
         threshold: float = DEFAULT_THRESHOLD,
         interval: timedelta = timedelta(milliseconds=200),
     ) -> float:
-        """Waits until the screen of ``vm`` has not changed for ``still_for``. Returns the seconds waited.
+        """Waits until the screen of ``vm`` has not changed for ``still_for`` and returns the seconds waited.
 
         ``region``, ``exclude``, ``threshold`` and ``interval`` are as in `Wait Until Screen Changes`;
         a screenshot whose similarity to the one taken at the last change is below ``threshold``
@@ -386,7 +387,8 @@ class ScreenKeywords:
         The click point is the needle's ``click_point`` where its area was found on the screen; without
         one, the centre of the needle's last match area. ``timeout``, ``similarity`` and ``margin`` are
         as in `Wait Until Screen Matches`; ``button`` is ``left``, ``middle`` or ``right``. Returns the
-        clicked screen pixel as ``(x, y)``.
+        clicked screen pixel as ``(x, y)``. Fails like `Wait Until Screen Matches` when the needle does not
+        match within ``timeout``; nothing is clicked then.
 
         | =Keyword=      | =VM=       | =Needle=  | =Argument=   |
         | Click On Match | atp-lab-03 | ok-button | timeout=20s  |

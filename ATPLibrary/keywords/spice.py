@@ -64,20 +64,24 @@ class SpiceKeywords:
 
         Where the server is, one of:
         - ``vm``: a libvirt domain on the current host; host, port (``tlsPort`` with ``tls=True``) and
-          password come from its live XML (a listen address ``0.0.0.0``/``::`` means the host of the libvirt URI).
+          password come from its live XML (a listen address ``0.0.0.0`` or ``::`` means the host of the libvirt URI).
         - ``vdi_vm``: a VDI VM of the current VDI platform (`Connect To VDI`); its ``spice-key`` is used.
         - ``connection``: the dictionary `Get SPICE Connection` returns.
         - ``host`` and ``port`` (with ``password``).
 
         ``password`` must be a Robot Framework ``Secret`` (it is never logged); it overrides the one the
-        source gives. Passwords over 59 characters fail before anything is sent (SPICE servers keep 59).
+        source gives. A plain string, or a password over 59 characters (SPICE servers keep 59), fails
+        before anything is sent.
         ``tls=True`` connects with TLS, trusting ``ca_file`` (default: the system CAs; the lab's CA is
         ``${SPICE_CA_FILE}``). ``timeout`` bounds the whole opening (default: the library timeout).
         ``display=False`` skips the display channel (no `Take SPICE Screenshot`).
 
         The session is named ``alias``, else the VM (for ``vdi_vm``: its libvirt domain on the current host
         when found, else the VDI VM name), else ``host:port``. Input keywords with ``via=spice`` on a VM of
-        that name send through it. A wrong password fails naming SPICE link error 7 (PERMISSION_DENIED).
+        that name send through it. A wrong password fails naming SPICE link error 7 (PERMISSION_DENIED); no
+        source or more than one, ``ca_file`` without ``tls=True``, or a server that does not answer within
+        ``timeout`` fail too. Opening a session under a name already open replaces that session only once
+        the new one is open.
 
         | =Keyword=          | =VM=       | =Options=                         |
         | Open SPICE Session | atp-lab-01 |                                   |
@@ -143,7 +147,7 @@ class SpiceKeywords:
     def close_spice_session(self, name: str | None = None) -> None:
         """Closes the SPICE session ``name`` (a VM or alias), or every session when no name is given.
 
-        Closing a session that is not open does nothing.
+        Never fails: closing a session that is not open does nothing.
 
         | =Keyword=           | =Name=     |
         | Close SPICE Session | atp-lab-01 |
@@ -161,8 +165,10 @@ class SpiceKeywords:
         """Saves what the SPICE client of session ``name`` shows as a PNG, embeds it in log.html, returns its path.
 
         The picture is the display channel's primary surface, decoded by this library (GLZ, LZ, QUIC,
-        bitmaps, MJPEG). Waits up to ``timeout`` for the server's first full screen. ``filename`` as in
-        `Take Screenshot` (relative to the output directory, ``{index}`` numbered).
+        bitmaps, MJPEG). Waits up to ``timeout`` (default: the library timeout) for the server's first full
+        screen. ``filename`` as in `Take Screenshot` (relative to the output directory, ``{index}``
+        numbered). Returns the PNG's path. Fails when no session ``name`` is open (listing the open ones),
+        when it was opened with ``display=False``, or when no full screen arrives within ``timeout``.
 
         | =Keyword=             | =Name=     |
         | Take SPICE Screenshot | atp-lab-01 |

@@ -384,7 +384,9 @@ class VdiKeywords:
 
     @keyword("Disconnect From VDI")
     def disconnect_from_vdi(self) -> None:
-        """Logs out of the VDI platform and closes its connections. Passes when none is connected.
+        """Logs out of the VDI platform and closes its connections.
+
+        Never fails: it passes when no platform is connected. The library also disconnects when the run ends.
 
         | =Keyword=           |
         | Disconnect From VDI |
@@ -418,9 +420,12 @@ class VdiKeywords:
         Waits until the platform has made it (its event).
 
         - ``type``: ``dedicated`` (one user per VM), ``shared`` or ``teaching``.
-        - ``prefix``: the VMs' name prefix; they are named ``<prefix>1``, ``<prefix>2``… (the platform's
+        - ``prefix``: the VMs' name prefix; they are named ``<prefix>1``, ``<prefix>2``, ... (the platform's
           default prefix is ``<name>-``).
         - ``timeout``: for the platform's event (default: the library timeout).
+
+        Fails when no VDI platform is connected, when ``template`` is unknown (listing the templates), when
+        the platform refuses or its event fails (with the platform's code and message), or after ``timeout``.
 
         | =Assignment= | =Keyword=        | =Name= | =Template=     | =Amount= | =Options=     |
         | ${pool} =    | Create Desk Pool | qa-1   | win10-template | 3        | prefix=qa-vm- |
@@ -446,6 +451,9 @@ class VdiKeywords:
     def enable_desk_pool(self, pool: str) -> None:
         """Enables desk pool ``pool`` (name or id) so users can get its desktops.
 
+        Fails when no desk pool is named ``pool`` (listing the desk pools) or with the platform's code and
+        message.
+
         | =Keyword=        | =Pool= |
         | Enable Desk Pool | qa-1   |
         """
@@ -456,6 +464,9 @@ class VdiKeywords:
     @keyword("Disable Desk Pool")
     def disable_desk_pool(self, pool: str) -> None:
         """Disables desk pool ``pool`` (name or id).
+
+        Fails when no desk pool is named ``pool`` (listing the desk pools) or with the platform's code and
+        message.
 
         | =Keyword=         | =Pool= |
         | Disable Desk Pool | qa-1   |
@@ -468,6 +479,9 @@ class VdiKeywords:
     def delete_desk_pool(self, pool: str) -> None:
         """Deletes desk pool ``pool`` (name or id) and, as the platform does, its VDI VMs.
 
+        Fails when no desk pool is named ``pool`` (listing the desk pools) or with the platform's code and
+        message.
+
         | =Keyword=        | =Pool=  |
         | Delete Desk Pool | ${pool} |
         """
@@ -478,6 +492,9 @@ class VdiKeywords:
     @keyword("Get Desk Pools")
     def get_desk_pools(self) -> list[str]:
         """Returns the names of all desk pools on the platform (natural order).
+
+        Returns an empty list when there are none. Fails when no VDI platform is connected (use `Connect To
+        VDI`) or the platform answers with an error.
 
         | =Assignment= | =Keyword=      |
         | @{pools} =   | Get Desk Pools |
@@ -492,6 +509,8 @@ class VdiKeywords:
         """Returns the names of the VDI VMs (not templates) whose name matches glob ``pattern``, natural order.
 
         ``status`` keeps only the VMs the platform shows with that status (``off``, ``running``, ...).
+        Returns an empty list when none match. Fails when no VDI platform is connected or the platform
+        answers with an error.
 
         | =Assignment= | =Keyword=   | =Pattern= | =Status=       |
         | @{all} =     | Get VDI VMs |           |                |
@@ -516,7 +535,7 @@ class VdiKeywords:
         """Returns the names of the VDI VMs in desk pool ``pool`` (name or id).
 
         Names come in natural order (``qa-2`` before ``qa-10``); ``ids=True`` returns their ids in the same
-        order.
+        order. Fails when no desk pool is named ``pool`` (listing the desk pools).
 
         | =Assignment= | =Keyword=         | =Pool= | =Options= |
         | @{vms} =     | Get Desk Pool VMs | qa-1   |           |
@@ -533,7 +552,9 @@ class VdiKeywords:
         """Returns what the platform says about VDI VM ``vm`` (name or id).
 
         The result has ``id``, ``name``, ``status`` (``off``, ``running``, ``paused``, ``operating``),
-        ``host`` (name), ``host_id``, ``ip``, ``cpu``, ``memory``, ``pool_id`` and ``user_id``.
+        ``host`` (name), ``host_id``, ``ip``, ``cpu``, ``memory``, ``pool_id`` and ``user_id``. A ``vm`` that
+        is neither a VDI VM's name nor its id fails naming similar names; a name that several VMs share
+        fails asking for the id.
 
         | =Assignment= | =Keyword=  | =VM=   |
         | ${vm} =      | Get VDI VM | qa-1-1 |
@@ -556,6 +577,8 @@ class VdiKeywords:
     @keyword("Get VDI VM Status")
     def get_vdi_vm_status(self, vm: str) -> str:
         """Returns the platform status of VDI VM ``vm``: ``off``, ``running``, ``paused`` or ``operating``.
+
+        An unknown ``vm`` fails as in `Get VDI VM`.
 
         | =Assignment= | =Keyword=         | =VM=   |
         | ${status} =  | Get VDI VM Status | qa-1-1 |
@@ -677,8 +700,9 @@ class VdiKeywords:
     ) -> dict[str, str]:
         """Shuts VDI VMs down through the platform; ``force=True`` powers them off at once.
 
-        Waits (``wait``, default) until the events are done and every VM is ``off``. Refused VMs fail the
-        keyword as in `Start VDI VMs`, or are returned with ``tolerate_errors=True``.
+        Waits (``wait``, default) until the events are done and every VM is ``off``; ``timeout`` (default:
+        the library timeout) covers the whole wait. Refused VMs fail the keyword as in `Start VDI VMs`, or
+        are returned as ``{name: message}`` with ``tolerate_errors=True`` (empty when all shut down).
 
         | =Keyword=        | =VMs=  | =Options=  |
         | Shutdown VDI VMs | qa-1-1 | force=True |
@@ -706,7 +730,9 @@ class VdiKeywords:
         """Reboots running VDI VMs through the platform (``force=True``: a hard reset).
 
         Waits (``wait``, default) until the events are done and every VM is ``running`` again. The guest may
-        still be booting then; check something in the guest for that. Refused VMs as in `Start VDI VMs`.
+        still be booting then; check something in the guest for that. ``timeout`` (default: the library
+        timeout) covers the whole wait. Refused VMs fail the keyword as in `Start VDI VMs`, or are returned
+        as ``{name: message}`` with ``tolerate_errors=True`` (empty when all rebooted).
 
         | =Keyword=      | =VMs=  |
         | Reboot VDI VMs | qa-1-1 |
@@ -728,6 +754,10 @@ class VdiKeywords:
     ) -> dict[str, str]:
         """Suspends (pauses) running VDI VMs through the platform; waits until they are ``paused``.
 
+        ``wait=False`` returns once the platform accepted the request; ``timeout`` (default: the library
+        timeout) covers the whole wait. Refused VMs fail the keyword as in `Start VDI VMs`, or are returned
+        as ``{name: message}`` with ``tolerate_errors=True`` (empty when all paused).
+
         | =Keyword=       | =VMs=  |
         | Suspend VDI VMs | qa-1-1 |
         """
@@ -748,6 +778,10 @@ class VdiKeywords:
     ) -> dict[str, str]:
         """Resumes paused VDI VMs through the platform; waits until they are ``running``.
 
+        ``wait=False`` returns once the platform accepted the request; ``timeout`` (default: the library
+        timeout) covers the whole wait. Refused VMs fail the keyword as in `Start VDI VMs`, or are returned
+        as ``{name: message}`` with ``tolerate_errors=True`` (empty when all resumed).
+
         | =Keyword=      | =VMs=  |
         | Resume VDI VMs | qa-1-1 |
         """
@@ -766,7 +800,9 @@ class VdiKeywords:
     def delete_vdi_vms(self, *vms: str, recycle: bool = False) -> None:
         """Deletes VDI VMs; running ones are powered off first by the platform.
 
-        ``recycle=True`` moves them to the platform's recycle bin instead.
+        ``recycle=True`` moves them to the platform's recycle bin instead. Every VM is looked up before
+        anything is deleted: an unknown one fails as in `Get VDI VM`, and a refused deletion fails with the
+        platform's code and message.
 
         | =Keyword=      | =VMs=  | =VMs=  |
         | Delete VDI VMs | qa-1-1 | qa-1-2 |
@@ -782,8 +818,9 @@ class VdiKeywords:
     ) -> list[str]:
         """Creates ``amount`` VDI VMs from ``template`` (name or id) and returns their names.
 
-        They are named ``<prefix>1``, ``<prefix>2``… (the platform skips names in use). Waits for the
-        platform's event (``timeout``, default: the library timeout).
+        They are named ``<prefix>1``, ``<prefix>2``, ... (the platform skips names in use). Waits for the
+        platform's event (``timeout``, default: the library timeout). Fails when ``template`` is unknown
+        (listing the templates), when the platform's event fails, or after ``timeout``.
 
         | =Assignment= | =Keyword=                    | =Template=     | =Prefix= | =Amount= |
         | @{vms} =     | Create VDI VMs From Template | win10-template | qa-vm-   | 2        |
@@ -812,7 +849,8 @@ class VdiKeywords:
         """Makes a full clone of VDI VM ``vm`` named ``name`` and returns the clone's id.
 
         Waits for the platform's event (``timeout``, default: the library timeout). ``storage_pool``: the
-        storage pool id for its disks; ``as_template=True`` makes a template.
+        storage pool id for its disks; ``as_template=True`` makes a template. Fails when ``vm`` is unknown
+        (as in `Get VDI VM`), when the platform's event fails (with its message), or after ``timeout``.
 
         | =Assignment= | =Keyword=    | =VM=   | =Name=     |
         | ${id} =      | Clone VDI VM | qa-1-1 | qa-1-copy  |
@@ -830,7 +868,9 @@ class VdiKeywords:
     def set_vdi_vm_cpu_and_memory(self, *vms: str, cpu: int | None = None, memory: int | None = None) -> None:
         """Sets the number of CPUs and/or the memory of VDI VMs (memory as the platform counts it: MB).
 
-        The platform applies it at the VM's next start.
+        The platform applies it at the VM's next start. Fails before any request when neither ``cpu`` nor
+        ``memory`` is given or a VM is unknown (as in `Get VDI VM`), and with the platform's code and
+        message when it refuses.
 
         | =Keyword=                 | =VMs=  | =Options= | =Options=   |
         | Set VDI VM CPU And Memory | qa-1-1 | cpu=4     | memory=8192 |
@@ -845,6 +885,9 @@ class VdiKeywords:
     @keyword("Add VDI VM NIC")
     def add_vdi_vm_nic(self, vm: str, vlan: str) -> str:
         """Adds a network card on VLAN ``vlan`` (the platform's VLAN id) to VDI VM ``vm``; returns its MAC.
+
+        Returns an empty string when the platform lists no new card afterwards. Fails when ``vm`` is unknown
+        (as in `Get VDI VM`) or with the platform's code and message, naming the VM.
 
         | =Assignment= | =Keyword=      | =VM=   | =VLAN=  |
         | ${mac} =     | Add VDI VM NIC | qa-1-1 | vlan-10 |
@@ -861,6 +904,9 @@ class VdiKeywords:
     @keyword("Remove VDI VM NIC")
     def remove_vdi_vm_nic(self, vm: str, mac: str) -> None:
         """Removes the network card with MAC ``mac`` from VDI VM ``vm``.
+
+        Fails when ``vm`` is unknown (as in `Get VDI VM`) or with the platform's code and message, naming
+        the VM.
 
         | =Keyword=         | =VM=   | =MAC=  |
         | Remove VDI VM NIC | qa-1-1 | ${mac} |
@@ -904,6 +950,9 @@ class VdiKeywords:
     def unbind_user_from_vdi_vm(self, vm: str) -> None:
         """Removes the user binding of VDI VM ``vm``.
 
+        Fails when ``vm`` is unknown (as in `Get VDI VM`) or with the platform's code and message, naming
+        the VM.
+
         | =Keyword=               | =VM=   |
         | Unbind User From VDI VM | qa-1-1 |
         """
@@ -937,6 +986,8 @@ class VdiKeywords:
         ``<secret>`` in logs), ``uri`` (``spice://host:port``), ``vm`` (the name) and ``id``.
 
         Pass ``${spice.password}`` on to keywords that take a ``Secret``; its plaintext is never logged.
+        Fails when ``vm`` is unknown (as in `Get VDI VM`), when the platform refuses (a VM that is not
+        running), or when it gives no SPICE host and port.
 
         | =Assignment=    | =Keyword=            | =VM=   |
         | ${spice} =      | Get SPICE Connection | qa-1-1 |

@@ -76,7 +76,8 @@ class VerificationKeywords:
         Agents on virtio-serial need no listener: the server connects to each VM's channel itself (the first
         verified keyword does that too, so calling this keyword is optional). ``tcp_port`` and
         ``websocket_port`` open listeners on ``host``; ``0`` picks a free port (so parallel runners never
-        collide). Returns the bound ports, e.g. ``{'tcp': 40231}``.
+        collide). Returns the bound ports, e.g. ``{'tcp': 40231}``; calling it again returns the ports of the
+        listeners already open. Fails when a port cannot be bound (in use, or not allowed).
 
         | =Assignment= | =Keyword=                 | =Argument=  | =Argument=        |
         | ${ports} =   | Start Verification Server | tcp_port=0  | websocket_port=0  |
@@ -93,6 +94,8 @@ class VerificationKeywords:
     @keyword("Stop Verification Server")
     def stop_verification_server(self) -> None:
         """Stops the verification server and closes every agent session and listener.
+
+        Never fails, also when no server runs. The next verified keyword starts the server again.
 
         | =Keyword=                |
         | Stop Verification Server |
@@ -114,7 +117,10 @@ class VerificationKeywords:
     ) -> str:
         """Installs and starts this package's verification agent in ``vm`` and waits until it is connected.
 
-        Returns the agent's version (it must equal the library's).
+        Returns the agent's version (it must equal the library's). ``timeout`` (default: the library
+        timeout) bounds each guest agent call and the wait for the new agent to connect. Fails when qemu-ga
+        does not answer, when ``tcp`` or ``websocket`` gets neither ``server`` nor ``port``, when the agent does
+        not connect within ``timeout``, or when it reports another version than the library's.
 
         The agent (one zip file, standard library only) is uploaded with qemu-ga file writes and started with
         guest-exec; an agent already running is stopped first. For ``tcp`` and ``websocket`` a new per-VM
@@ -230,9 +236,11 @@ class VerificationKeywords:
 
         Compares the key events the verification agent reported (every character in order, none missing,
         none extra) and fails naming the first differing position, the expected and the received character.
-        Use it after input sent without ``verify=True``. While an agent is connected, an input keyword that
-        follows other unverified input within 0.3 s first waits out the rest of that time, so that late
-        reports of the earlier input are not taken for its own.
+        Waits up to ``timeout`` (default: the library timeout) for missing events, and fails at once when no
+        input keyword ran on ``vm`` while its agent was connected (connect it first with `Verification Agent
+        Should Be Connected`). Use it after input sent without ``verify=True``. While an agent is connected,
+        an input keyword that follows other unverified input within 0.3 s first waits out the rest of that
+        time, so that late reports of the earlier input are not taken for its own.
 
         | =Keyword=                | =VM=       | =Text=  |
         | Type Text                | atp-lab-01 | abcdef  |
@@ -261,7 +269,9 @@ class VerificationKeywords:
     def get_verification_latencies(self, vm: str) -> dict[str, float | int | None]:
         """Returns the latencies of the verified input on ``vm``: ``count``, ``p50``, ``p99`` and ``max``.
 
-        Milliseconds from sending to the last event arriving at the server.
+        Milliseconds from sending to the last event arriving at the server, nearest-rank over the last
+        10 000 verified keywords on ``vm``. Never fails: before any verified input ``count`` is 0 and the
+        others are ``None``.
 
         | =Assignment= | =Keyword=                  | =VM=       |
         | ${lat} =     | Get Verification Latencies | atp-lab-01 |
