@@ -247,6 +247,8 @@ class ArchiveStore:
     ) -> None:
         self.path = resolve_path(path)
         self.retry_for = retry_for
+        #: How many times an operation was tried again because SQLite said busy/locked.
+        self.retries = 0
         if not self.path.exists():
             if not create:
                 raise ArchiveNotFound(
@@ -311,6 +313,7 @@ class ArchiveStore:
                         f"The results archive {self.path} stayed locked for {self.retry_for:g} s ({exc}); "
                         "another process holds a long write transaction on it."
                     ) from exc
+                self.retries += 1
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.5)
 
