@@ -41,6 +41,9 @@ commands and copies files through the QEMU guest agent, matches screens against 
 screenshots into log.html, talks SPICE like a VDI client and drives the OCloudView VDI platform. With
 ``verify=True`` an input keyword fails unless the guest really received exactly what was sent.
 
+This page is ``docs/ATPLibrary.html`` (``make docs``); ``docs/ATPLibrary.json`` and
+``docs/ATPLibrary.libspec`` hold the same for IDEs.
+
 %TOC%
 
 = Importing the library =
@@ -186,12 +189,22 @@ For `Type Secret` the message gives positions and counts only, never characters.
 
 Parallel processes (pabot) must never drive the same VM. `Acquire VM` leases the first free VM of a list
 for this process and returns its name; `Release VM` ends the lease, and so does the end of the test (or
-suite, when taken in a suite setup) that took it, or the death of the process: a lease is a kernel file
-lock under ``/tmp/atp-leases`` (``ATP_LEASE_DIR``), so a killed run never strands a VM. When every VM
-is leased elsewhere, `Acquire VM` waits up to its ``timeout`` and then fails naming each VM's holder.
-``${PABOTEXECUTIONPOOLID}`` only chooses which VM is tried first (``prefer``): pabot hands ids out
-round-robin, so it is not safe alone. Leases are per machine and protect cooperating suites only: input
-keywords do not check them. See docs/design.md.
+suite, when taken in a suite setup) that took it, or the death of the process, so a killed run never
+strands a VM. When every VM is leased elsewhere, `Acquire VM` waits up to its ``timeout`` and then fails
+naming each VM's holder. ``${PABOTEXECUTIONPOOLID}`` only chooses which VM is tried first (``prefer``):
+pabot hands ids out round-robin, so it is not safe alone.
+
+`Configure VM Pool` (or the ``ATP_POOL`` environment variable) chooses the backend:
+
+- ``local``: a kernel file lock under ``/tmp/atp-leases`` (``ATP_LEASE_DIR``); every process that
+  shares the VMs runs on this machine;
+- ``pabotlib``: that lock plus an expiring record in pabot's PabotLib server, renewed while held, so
+  runners on several machines share the VMs; a lease that was lost fails the next pool keyword;
+- ``auto`` (default): ``pabotlib`` when a PabotLib server answers, else ``local``.
+
+Leases protect cooperating suites only: input keywords do not check them. `Take Guest Lease` and
+`Release Guest Lease` add a lease file inside the guest (``/run/atp-lease``), which proves exclusive use
+independently of the pool. See docs/design.md.
 
 | =Assignment= | =Keyword=  | =Argument=  | =Argument=                  | =Argument=     |
 | ${vm} =      | Acquire VM | @{LAB_VMS}  | prefer=${PABOTEXECUTIONPOOLID} | timeout=10 min |
@@ -209,7 +222,10 @@ Blank` watch the screen, or a region of it, with exclude areas.
 = Guest agent, files and channels =
 
 `Guest Agent Should Respond` and `Execute Command In Guest` use qemu-ga through libvirt, so they also work
-on remote hosts; a command's unexpected exit code fails with its stderr. `Upload File To Guest` and
+on remote hosts; a command's unexpected exit code fails with its stderr. `Execute PowerShell In Guest`
+runs PowerShell in Windows guests (``-EncodedCommand``, or a script file for long scripts) and decodes
+its output's code page; `Set PowerShell Path` and `Install PowerShell Stand-In` serve labs without
+Windows. `Upload File To Guest` and
 `Download File From Guest` move files through qemu-ga in chunks (large files work); `Guest File Should
 Exist` and `Guest File Should Not Exist` check paths. `Open Channel`, `Write To Channel`, `Read From
 Channel` and `Read Bytes From Channel` talk to a VM's virtio-serial ports (raw, line or JSON framing).
@@ -255,17 +271,17 @@ embedded in the log, once per test, VM and error; change it with the ``run_on_fa
 
 = Example =
 
-| *** Settings ***
-| Library           ATPLibrary    timeout=30s
-| Resource          lab.resource
-| Suite Setup       Use A Lab VM For This Suite
-|
-| *** Test Cases ***
-| Typed Command Runs On The Console
-|     VM Should Be Ready For Typing
-|     Type Text    ${VM}    echo hello > /tmp/hello\\n    verify=True
-|     Wait Until Keyword Succeeds    10s    0.2s
-|     ...    Execute Command In Guest    ${VM}    grep -x hello /tmp/hello
+A suite on a leased lab guest (``resources/lab.resource``), run with ``--variablefile variables/lab.py``:
+
+| =Setting=   | =Value=                     | =Value=     |
+| Library     | ATPLibrary                  | timeout=30s |
+| Resource    | lab.resource                |             |
+| Suite Setup | Use A Lab VM For This Suite |             |
+
+| =Test Case=                       | =Keyword=                     | =Argument= | =Argument=                   | =Argument=               | =Argument= | =Argument=            |
+| Typed Command Runs On The Console | VM Should Be Ready For Typing |            |                              |                          |            |                       |
+|                                   | Type Text                     | ${VM}      | echo hello > /tmp/hello\\n | verify=True              |            |                       |
+|                                   | Wait Until Keyword Succeeds   | 10s        | 0.2s                         | Execute Command In Guest | ${VM}      | grep -x hello /tmp/hello |
 """
 
 
