@@ -256,7 +256,8 @@ console:
 - `Get SPICE Connection` returns the password as a ``Secret``; ``variables/lab.py`` gives
   ``${VDI_PASSWORD}`` as one and leaves SPICE passwords out of ``&{LAB_GUESTS}``;
 - `Type Secret` logs the number of characters only, and its errors name positions, not characters;
-- agent tokens are made per VM by `Deploy Verification Agent` and written to a file only root can read.
+- agent tokens are made per VM by `Deploy Verification Agent` and written to a guest file that only root
+  can read (Linux guests).
 
 | =Variables=             | =Value=         |
 | ${VDI_PASSWORD: Secret} | %{VDI_PASSWORD} |
@@ -265,7 +266,7 @@ console:
 
 Every error is an ATPLibrary error whose message says what failed, on which VM and host, within which
 timeout, and what to do; bad input (an unknown key name, VM, alias or option) fails before anything is
-sent, with close matches. When an ATPLibrary keyword fails, `Take Screenshot` of the VM it acted on is
+sent, naming the valid choices or the close matches. When an ATPLibrary keyword fails, `Take Screenshot` of the VM it acted on is
 embedded in the log, once per test, VM and error; change it with the ``run_on_failure`` import argument or
 `Register Keyword To Run On Failure` (``NONE`` turns it off).
 
