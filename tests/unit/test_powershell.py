@@ -327,9 +327,10 @@ class LocalGuest:
     """A qemu-ga double whose guest is this machine: guest-exec runs the process here, guest-file-* use real
     files, guest-get-osinfo answers ``os_id``. ``hang`` makes every guest-exec of ``hang`` never exit."""
 
-    def __init__(self, os_id: str = "debian", hang: str | None = None) -> None:
+    def __init__(self, os_id: str = "debian", hang: str | None = None, absent: tuple[str, ...] = ()) -> None:
         self.os_id = os_id
         self.hang = hang
+        self.absent = absent  # paths this guest does not have (guests of one test share this machine's files)
         self.execs: list[tuple[str, list[str]]] = []
         self.results: dict[int, dict[str, Any]] = {}
         self.handles: dict[int, Any] = {}
@@ -349,6 +350,12 @@ class LocalGuest:
                 self.killed.append(self.next_id)
                 self.results[self.next_id] = {"exited": True, "exitcode": 0}
                 return {"pid": self.next_id}
+            if args["path"] in self.absent or not os.path.exists(args["path"]):
+                raise libvirt_error(
+                    libvirt.VIR_ERR_INTERNAL_ERROR,
+                    "internal error: unable to execute QEMU agent command 'guest-exec': Failed to execute child "
+                    f"process \u201c{args['path']}\u201d (No such file or directory)",
+                )
             done = subprocess.run([args["path"], *args.get("arg", [])], capture_output=True, timeout=30, check=False)
             self.results[self.next_id] = {
                 "exited": True,
@@ -364,6 +371,8 @@ class LocalGuest:
             return status
         if name == "guest-file-open":
             try:
+                if args["path"] in self.absent:
+                    raise FileNotFoundError(args["path"])
                 self.handles[self.next_id] = open(args["path"], args.get("mode", "r"))  # noqa: SIM115
             except FileNotFoundError:
                 raise libvirt_error(
