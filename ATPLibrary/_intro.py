@@ -63,7 +63,8 @@ Every import argument is optional (see `Importing` for the types):
 | layout           | us                | keyboard layout of the guests for `Type Text`: ``us`` or ``de`` |
 
 Importing opens nothing: hosts are connected on first use, so IDEs (RobotCode, RIDE) can list the
-keywords anywhere. The library has global scope: one instance, its hosts and sessions, for the whole run.
+keywords anywhere. The library has global scope: one instance, with its hosts and sessions, for the whole run (for each
+process under pabot).
 
 = Hosts and connections =
 
@@ -123,8 +124,8 @@ A timeout error names what was awaited, the VM, the host and the timeout, and wh
 
 | VM 'atp-lab-03' on 'qemu:///system' did not reach state 'shut off' within 30 seconds; last seen state 'running'.
 
-Keywords never sleep a fixed time to hide slowness; combine them with ``Wait Until Keyword Succeeds``
-when a condition has no keyword of its own.
+Waits poll until their condition holds or the timeout passes. For a condition without a keyword of its
+own, use ``Wait Until Keyword Succeeds`` around a check rather than ``Sleep``.
 
 = Input =
 
@@ -225,10 +226,12 @@ Blank` watch the screen, or a region of it, with exclude areas.
 on remote hosts; a command's unexpected exit code fails with its stderr. `Execute PowerShell In Guest`
 runs PowerShell in Windows guests (``-EncodedCommand``, or a script file for long scripts) and decodes
 its output's code page; `Set PowerShell Path` and `Install PowerShell Stand-In` serve labs without
-Windows. `Upload File To Guest` and
-`Download File From Guest` move files through qemu-ga in chunks (large files work); `Guest File Should
-Exist` and `Guest File Should Not Exist` check paths. `Open Channel`, `Write To Channel`, `Read From
-Channel` and `Read Bytes From Channel` talk to a VM's virtio-serial ports (raw, line or JSON framing).
+Windows.
+
+`Upload File To Guest` and `Download File From Guest` move files through qemu-ga in chunks (large files
+work); `Guest File Should Exist` and `Guest File Should Not Exist` check paths. `Open Channel`, `Write To
+Channel`, `Read From Channel` and `Read Bytes From Channel` talk to a VM's virtio-serial ports (raw, line
+or JSON framing).
 
 = SPICE =
 
@@ -266,17 +269,20 @@ console:
 
 Every error is an ATPLibrary error whose message says what failed, on which VM and host, within which
 timeout, and what to do; bad input (an unknown key name, VM, alias or option) fails before anything is
-sent, naming the valid choices or the close matches. When an ATPLibrary keyword fails, `Take Screenshot` of the VM it acted on is
-embedded in the log, once per test, VM and error; change it with the ``run_on_failure`` import argument or
-`Register Keyword To Run On Failure` (``NONE`` turns it off).
+sent, naming the valid choices or the close matches.
+
+When an ATPLibrary keyword fails, `Take Screenshot` of the VM it acted on is embedded in the log, once
+per test, VM and error; change it with the ``run_on_failure`` import argument or `Register Keyword To Run
+On Failure` (``NONE`` turns it off).
 
 = Example =
 
-A suite on a leased lab guest (``resources/lab.resource``), run with ``--variablefile variables/lab.py``:
+A suite ``suites/example.robot`` on a leased lab guest, run with ``robot --variablefile variables/lab.py
+suites/example.robot``:
 
 | =Setting=   | =Value=                     | =Value=     |
 | Library     | ATPLibrary                  | timeout=30s |
-| Resource    | lab.resource                |             |
+| Resource    | ../resources/lab.resource   |             |
 | Suite Setup | Use A Lab VM For This Suite |             |
 
 | =Test Case=                       | =Keyword=                     | =Argument= | =Argument=                   | =Argument=               | =Argument= | =Argument=            |
