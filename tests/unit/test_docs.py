@@ -154,6 +154,64 @@ def test_keyword_links_resolve(name: str) -> None:
     assert not broken, f"'{name}' links to unknown keywords or sections: {broken}"
 
 
+def _example_calls(doc: str) -> list[tuple[KeywordDoc, list[str]]]:
+    """Each example row that calls a library keyword: the keyword and the cells after it (``a    b`` split)."""
+    keywords = {kw.name.lower(): kw for kw in library().keywords}
+    calls = []
+    for row in _table_rows(doc):
+        for index, cell in enumerate(row):
+            kw = keywords.get(cell.lower())
+            if kw is not None:
+                cells = [part for value in row[index + 1 :] for part in re.split(r"\s{2,}", value) if part]
+                calls.append((kw, cells))
+                break
+    return calls
+
+
+def _example_problems(doc: str, where: str) -> list[str]:
+    """Example rows that would not run after an argument was renamed or removed: unknown named arguments,
+    more positional arguments than the keyword takes, required ones missing."""
+    problems = []
+    for kw, cells in _example_calls(doc):
+        names = {arg.name for arg in kw.args}
+        named = [cell for cell in cells if re.match(r"^\w+=", cell) and cell.split("=", 1)[0] in names]
+        unknown = [cell for cell in cells if re.match(r"^[a-z_][a-z0-9_]*=", cell) and cell not in named]
+        if unknown and not any(arg.kind == arg.VAR_NAMED for arg in kw.args):
+            problems.append(f"{where}: '{kw.name}' has no arguments {unknown}")
+        positional = [cell for cell in cells if cell not in named and cell not in unknown]
+        slots = [arg for arg in kw.args if arg.kind in (arg.POSITIONAL_ONLY, arg.POSITIONAL_OR_NAMED)]
+        given = {cell.split("=", 1)[0] for cell in named}
+        required = [arg.name for arg in slots if arg.required and arg.name not in given]
+        if len(positional) > len(slots) and not any(arg.kind == arg.VAR_POSITIONAL for arg in kw.args):
+            problems.append(f"{where}: '{kw.name}' takes {len(slots)} positional arguments, given {positional}")
+        if len(positional) < len(required):
+            problems.append(f"{where}: '{kw.name}' misses its required arguments {required[len(positional) :]}")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["(intro)", *keyword_names()])
+def test_examples_call_keywords_with_their_arguments(name: str) -> None:
+    doc = library().doc if name == "(intro)" else _keyword(name).doc
+    problems = _example_problems(doc, f"example in '{name}'")
+    assert not problems, "\n".join(problems)
+
+
+def test_example_checker_finds_wrong_calls() -> None:
+    """The example check itself: a renamed argument, one argument too many and a missing one are found."""
+    doc = "\n".join(
+        [
+            "| =Keyword= | =Arg= | =Arg= |",
+            "| Type Text | vm-1 | hello | delay_ms=5 |",
+            "| Start VM | vm-1 | vm-2 |",
+            "| Get VM State |",
+            "| Type Text | vm-1 | hello | delay=5ms |",
+        ]
+    )
+    problems = _example_problems(doc, "x")
+    assert len(problems) == 3, problems
+    assert "delay_ms=5" in problems[0] and "vm-2" in problems[1] and "vm" in problems[2]
+
+
 def test_intro_has_every_section_and_a_table_of_contents() -> None:
     doc = library().doc
     headings = re.findall(r"^= (.+?) =$", doc, re.MULTILINE)
