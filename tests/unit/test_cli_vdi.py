@@ -488,7 +488,8 @@ def test_a_platform_error_on_one_vm_fails_only_that_vm(
     assert rows["qa-3"].split() == ["qa-3", "qa-3", "carol", "renamed"]  # VM: its name before the chore
     assert out.splitlines()[-1] == "FAILED: rename: 3 VM(s): 1 done, 1 skipped, 1 failed"
     assert {vm.id: vm.name for vm in client.list_vms()}[second] == "qa-2"
-    client.start_vms([qa[0].id])  # qa-1 is operating (status 5) for a moment: the platform refuses a change
+    client.wait_for_event(client.start_vms([qa[0].id]).event_ids[0], timeout=5, interval=0.02)
+    client.reboot_vms([qa[0].id])  # qa-1 is operating (status 5) for 30 s: the platform refuses a change
     rc, report, _ = chore(capsys, sim, "auto-ad", "--pattern", "*", "--enable")
     assert rc == 1
     assert report["vms"][2] == {
