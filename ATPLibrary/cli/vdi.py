@@ -335,7 +335,9 @@ def _emit_chore(args: argparse.Namespace, out: Out, report: Report) -> int:
         out(render_rows(rows, ("vm", "before", "after", "result")))
         for note in report.notes:
             out(note)
-        out(("OK: " if report.ok else "FAILED: ") + report.summary())
+        out(("OK: " if report.ok else "INTERRUPTED: " if report.interrupted else "FAILED: ") + report.summary())
+    if report.interrupted:
+        return ExitCode.INTERRUPTED
     return OK if report.ok else FAILED
 
 

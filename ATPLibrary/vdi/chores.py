@@ -164,10 +164,12 @@ class Report:
     dry_run: bool
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Ctrl+C stopped the run: the rows say what was done before it
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not any(r.outcome == "failed" for r in self.rows)
+        return not self.interrupted and not any(r.outcome == "failed" for r in self.rows)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -179,7 +181,8 @@ class Report:
         order = ("done", "planned", "unchanged", "skipped", "failed")
         counts = self.counts()
         parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-        head = f"{self.chore}{' (dry run: nothing changed)' if self.dry_run else ''}: {len(self.rows)} VM(s): "
+        mode = " (dry run: nothing changed)" if self.dry_run else " (interrupted)" if self.interrupted else ""
+        head = f"{self.chore}{mode}: {len(self.rows)} VM(s): "
         return head + ", ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -187,6 +190,7 @@ class Report:
             "chore": self.chore,
             "ok": self.ok,
             "dry_run": self.dry_run,
+            "interrupted": self.interrupted,
             "counts": self.counts(),
             "vms": [r.to_json() for r in self.rows],
             "notes": self.notes,
@@ -207,7 +211,8 @@ class Plan:
     ) -> Report:
         """Dry run: the plan as a report, no call made.  Otherwise each op in order; a VM whose op fails is
         ``failed`` with the platform's code and message and its later ops are not sent; every changed VM is read
-        back.  A lost connection fails that VM and marks the VMs not yet tried."""
+        back.  A lost connection fails that VM and marks the VMs not yet tried; Ctrl+C stops sending (the VM whose
+        call it interrupted is failed, those not tried are skipped) and the report says ``interrupted``."""
         if dry_run:
             for row in self.rows:
                 if row.outcome == "planned":
@@ -216,10 +221,15 @@ class Plan:
         unreachable: str | None = None
         touched: list[Row] = []
         planned = {id(row): row.after for row in self.rows}
+        interrupted = False
         for op in self.ops:
             row = op.row
             if row.outcome == "failed":
                 advance(row.vm.name)
+                continue
+            if interrupted:
+                if row not in touched:
+                    row.outcome, row.result, row.after = "skipped", "not tried: interrupted", row.before
                 continue
             if unreachable is not None:
                 row.outcome, row.result, row.after = "failed", f"failed: not tried: {unreachable}", row.before
@@ -229,6 +239,10 @@ class Plan:
                 touched.append(row)
             try:
                 op.call()
+            except KeyboardInterrupt:  # Ctrl+C: stop sending, still say what was done
+                interrupted = True
+                row.outcome, row.result = "failed", f"failed: {op.what}: interrupted"
+                continue
             except VdiConnectionError as exc:
                 unreachable = f"the platform became unreachable ({_one_line(str(exc))})"
                 row.outcome, row.result = "failed", f"failed: {op.what}: {_one_line(str(exc))}"
@@ -255,7 +269,9 @@ class Plan:
                 row.result = f"failed: the platform shows {row.after!r}, not {planned[id(row)]!r}"
             else:
                 row.outcome, row.result = "done", row.verbs[1]
-        return self.report(dry_run=False)
+        report = self.report(dry_run=False)
+        report.interrupted = interrupted
+        return report
 
     def report(self, *, dry_run: bool) -> Report:
         return Report(self.chore, self.rows, dry_run, list(self.notes), dict(self.extra))

@@ -597,3 +597,31 @@ def test_a_long_batch_advances_the_progress_bar_once_per_call(
     seen.clear()
     chore(capsys, sim, "assign", "--pattern", "qa-*", "--users", "alice,bob,carol", "--dry-run")
     assert seen == []  # a dry run makes no call: no bar
+
+
+def test_json_flag_on_every_vdi_command(sim: SimServer, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, by_flag, _ = atp(capsys, "vdi", "list-hosts", "--url", sim.url, "--json")
+    rc2, by_format, _ = atp(capsys, "vdi", "list-hosts", "--url", sim.url, "--format", "json")
+    assert (rc, rc2) == (0, 0) and json.loads(by_flag) == json.loads(by_format) and json.loads(by_flag)[0]["id"]
+
+
+def test_ctrl_c_mid_batch_reports_what_was_done_and_exits_130(
+    sim: SimServer, client: VdiClient, qa: list[Vm], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = VdiClient.set_vm_auto_join_domain
+
+    def interrupted_on_qa_2(self: VdiClient, vm_id: str, enabled: bool) -> None:
+        if vm_id == qa[1].id:
+            raise KeyboardInterrupt
+        real(self, vm_id, enabled)
+
+    monkeypatch.setattr(VdiClient, "set_vm_auto_join_domain", interrupted_on_qa_2)
+    rc, out, _ = atp(capsys, "vdi", "auto-ad", "--url", sim.url, "--pattern", "qa-*", "--enable")
+    assert rc == 130
+    assert [line.split(maxsplit=3) for line in out.splitlines()[1:4]] == [
+        ["qa-1", "off", "on", "enabled"],
+        ["qa-2", "off", "off", "failed: setting autoJoinDomain on: interrupted"],
+        ["qa-3", "off", "off", "not tried: interrupted"],
+    ]
+    assert out.splitlines()[-1] == "INTERRUPTED: auto-ad (interrupted): 3 VM(s): 1 done, 1 skipped, 1 failed"
+    assert [vm.auto_join_domain for vm in sorted(client.list_vms(keyword="qa-"), key=lambda v: v.name)] == [1, 0, 0]
