@@ -65,9 +65,10 @@ class PowerShellKeywords:
 
         The script goes as ``powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand
         <base64 of its UTF-16LE bytes>``. When that whole command line would be longer than Windows allows
-        (32 767 characters with its terminating NUL; base64 of UTF-16LE is about 2.67 characters per script
-        character, so from roughly 12 200 script characters on) the script is written to a ``.ps1`` file in the
-        guest (UTF-8 with a byte order mark), run with ``-File`` and deleted afterwards.
+        (32 767 characters with its terminating NUL, less 300 kept for the spawn helper qemu-ga starts it through;
+        base64 of UTF-16LE is about 2.67 characters per script character, so from roughly 12 000 script
+        characters on) the script is written to a ``.ps1`` file in the guest (UTF-8 with a byte order mark), run
+        with ``-File`` and deleted afterwards.
 
         Arguments:
         - ``script``: PowerShell code; several lines are fine.

@@ -5,12 +5,15 @@ bytes (failure kind 5: ``"hi"`` as ``ImhpIg==`` instead of ``IgBoAGkAIgA=``) is 
 too, so it runs garbage (``"hi"`` becomes the two characters U+6822 U+2269) and fails.
 
 Windows caps one command line (``CreateProcessW``'s ``lpCommandLine``) at 32 767 characters *including* its
-terminating NUL, so at most 32 766 characters of text. qemu-ga on Windows joins ``path`` and ``arg`` into that
-line with the Microsoft C runtime's quoting rules (as :func:`subprocess.list2cmdline` does), so the whole line is
-measured: the executable's path, the switches, the spaces and any quotes. Base64 of UTF-16LE is 8/3 (about
-2.67) characters per script character, so scripts above roughly 12 200 characters cannot go on the command
-line; they are written to a guest file (``.ps1``, UTF-8 with a BOM so that Windows PowerShell 5.1 does not
-read it in the ANSI code page) and run with ``-File``, then the file is deleted.
+terminating NUL. qemu-ga on Windows joins ``path`` and ``arg`` into that line with the Microsoft C runtime's
+quoting rules (as :func:`subprocess.list2cmdline` does), so the whole line is measured: the executable's path,
+the switches, the spaces and any quotes. Because qemu-ga captures the output, GLib starts the process through
+its spawn helper (glib/gspawn-win32.c needs the helper whenever stdout/stderr are redirected), and the
+helper's own command line is its path and ten short arguments in front of ours; :data:`HELPER_RESERVE`
+characters are kept free for them. Base64 of UTF-16LE is 8/3 (about 2.67) characters per script character, so
+scripts above roughly 12 000 characters cannot go on the command line; they are written to a guest file
+(``.ps1``, UTF-8 with a BOM so that Windows PowerShell 5.1 does not read it in the ANSI code page) and run with
+``-File``, then the file is deleted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ DEFAULT_POWERSHELL = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe
 #: ``CreateProcessW``: "The maximum length of this string is 32,767 characters, including the Unicode
 #: terminating null character."
 MAX_COMMAND_LINE = 32767
+#: Characters kept free for GLib's spawn helper in front of our command line: its quoted path (up to MAX_PATH,
+#: 260) and its ten arguments (file descriptor numbers and one-character flags).
+HELPER_RESERVE = 300
 #: Switches before ``-EncodedCommand`` / ``-File``: no profile scripts (they are slow and change the
 #: environment), never prompt (a prompt would hang until the timeout), and let ``-File`` run a script whatever
 #: the machine's execution policy is (``Restricted`` on Windows clients).
@@ -134,16 +140,22 @@ def script_file_path(script_dir: str, name: str | None = None) -> str:
     return join(script_dir, file_name)
 
 
+def fits(command_line_length: int, max_command_line: int = MAX_COMMAND_LINE, reserve: int = HELPER_RESERVE) -> bool:
+    """Whether a command line of that length (plus its NUL and the helper's ``reserve``) fits Windows' limit."""
+    return command_line_length + 1 + reserve <= max_command_line
+
+
 def plan(
     script: str,
     powershell: str = DEFAULT_POWERSHELL,
     *,
     script_dir: str | None = None,
     max_command_line: int = MAX_COMMAND_LINE,
+    reserve: int = HELPER_RESERVE,
     force_route: Route | str | None = None,
 ) -> Invocation:
-    """Decide the route for ``script``: ``-EncodedCommand`` when the whole command line (plus its NUL) fits
-    ``max_command_line``, else a guest script file run with ``-File``.
+    """Decide the route for ``script``: ``-EncodedCommand`` when the whole command line, its NUL and ``reserve``
+    characters for the spawn helper fit ``max_command_line``, else a guest script file run with ``-File``.
 
     ``force_route`` chooses the route regardless (tests, or a guest that refuses one of them).
     """
@@ -154,7 +166,7 @@ def plan(
     forced = Route(force_route) if force_route is not None else None
     args = encoded_args(script)
     length = len(windows_command_line(powershell, args))
-    if forced is Route.ENCODED_COMMAND or (forced is None and length + 1 <= max_command_line):
+    if forced is Route.ENCODED_COMMAND or (forced is None and fits(length, max_command_line, reserve)):
         return Invocation(powershell, args, Route.ENCODED_COMMAND, length)
     path = script_file_path(script_dir or default_script_dir(powershell))
     args = file_args(path)

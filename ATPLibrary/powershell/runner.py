@@ -11,6 +11,7 @@ from ATPLibrary.errors import ATPError, GuestCommandError
 from ATPLibrary.hosts.timing import Clock, Deadline
 from ATPLibrary.powershell.command import (
     DEFAULT_POWERSHELL,
+    HELPER_RESERVE,
     MAX_COMMAND_LINE,
     Invocation,
     Route,
@@ -107,6 +108,7 @@ class PowerShellRunner:
         powershell: str = DEFAULT_POWERSHELL,
         script_dir: str | None = None,
         max_command_line: int = MAX_COMMAND_LINE,
+        reserve: int = HELPER_RESERVE,
         files: Callable[[GuestAgent], GuestFiles] | None = None,
         code_pages: MutableMapping[str, str | None] | None = None,
         clock: Clock = time.monotonic,
@@ -115,6 +117,7 @@ class PowerShellRunner:
         self.powershell = powershell
         self.script_dir = script_dir
         self.max_command_line = max_command_line
+        self.reserve = reserve
         self._files = files or (lambda a: GuestFiles(a, progress=None))
         self._code_pages: MutableMapping[str, str | None] = {} if code_pages is None else code_pages
         self._clock = clock
@@ -125,6 +128,7 @@ class PowerShellRunner:
             self.powershell,
             script_dir=self.script_dir,
             max_command_line=self.max_command_line,
+            reserve=self.reserve,
             force_route=route,
         )
 

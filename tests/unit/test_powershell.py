@@ -20,6 +20,7 @@ from ATPLibrary.errors import ConfigurationError, GuestCommandError
 from ATPLibrary.powershell.command import (
     COMMON_SWITCHES,
     DEFAULT_POWERSHELL,
+    HELPER_RESERVE,
     MAX_COMMAND_LINE,
     UTF8_BOM,
     Route,
@@ -28,6 +29,7 @@ from ATPLibrary.powershell.command import (
     encode_command,
     encoded_args,
     file_args,
+    fits,
     plan,
     script_file_bytes,
     windows_command_line,
@@ -103,29 +105,37 @@ def test_windows_command_line_quotes_like_the_c_runtime() -> None:
     )
 
 
-def test_length_rule_boundary_is_the_whole_command_line_plus_its_nul() -> None:
+def test_length_rule_boundary_is_the_whole_command_line_plus_its_nul_and_the_helper_reserve() -> None:
     fixed = len(DEFAULT_POWERSHELL) + len(" -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ")
-    # the longest ASCII script whose command line (plus NUL) fits 32 767: base64 of 2n bytes is 4*ceil(2n/3)
-    fitting = max(n for n in range(12000, 12400) if fixed + 4 * -(-2 * n // 3) + 1 <= MAX_COMMAND_LINE)
+    limit = MAX_COMMAND_LINE - HELPER_RESERVE
+    assert (MAX_COMMAND_LINE, HELPER_RESERVE) == (32767, 300)
+    # the longest ASCII script whose command line (plus NUL and reserve) fits: base64 of 2n bytes is 4*ceil(2n/3)
+    fitting = max(n for n in range(11000, 12400) if fixed + 4 * -(-2 * n // 3) + 1 <= limit)
     at_limit = plan(_ascii_script(fitting))
     assert at_limit.route is Route.ENCODED_COMMAND
-    assert (
-        at_limit.command_line_length
-        == len(at_limit.command_line)
-        == fixed + len(encode_command(_ascii_script(fitting)))
-    )
-    assert at_limit.command_line_length + 1 <= MAX_COMMAND_LINE
+    assert at_limit.command_line_length == len(at_limit.command_line)
+    assert at_limit.command_line_length == fixed + len(encode_command(_ascii_script(fitting)))
+    assert at_limit.command_line_length + 1 + HELPER_RESERVE <= MAX_COMMAND_LINE
     over = plan(_ascii_script(fitting + 1))
     assert over.route is Route.GUEST_FILE
     assert over.args[-2] == "-File" and over.args[:4] == COMMON_SWITCHES
-    assert fixed + len(encode_command(_ascii_script(fitting + 1))) + 1 > MAX_COMMAND_LINE
+    assert fixed + len(encode_command(_ascii_script(fitting + 1))) + 1 + HELPER_RESERVE > MAX_COMMAND_LINE
     # about 2.67 command-line characters per script character
     assert 2.6 < len(encode_command(_ascii_script(fitting))) / fitting < 2.7
 
 
+def test_length_rule_without_reserve_is_windows_raw_limit() -> None:
+    assert fits(32766, reserve=0) and not fits(32767, reserve=0)  # 32 767 counts the terminating NUL
+    assert fits(32466) and not fits(32467)
+    fixed = len(DEFAULT_POWERSHELL) + len(" -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ")
+    n = max(n for n in range(12000, 12400) if fixed + 4 * -(-2 * n // 3) + 1 <= MAX_COMMAND_LINE)
+    assert plan(_ascii_script(n), reserve=0).route is Route.ENCODED_COMMAND
+    assert plan(_ascii_script(n + 1), reserve=0).route is Route.GUEST_FILE
+
+
 def test_length_rule_counts_the_executable_path_and_its_quotes() -> None:
     script = _ascii_script(12000)
-    short = plan(script, "C:\\ps.exe")
+    short = plan(script, "C:\\ps.exe", reserve=0)
     assert short.route is Route.ENCODED_COMMAND
     rest = short.command_line_length - len("C:\\ps.exe")
     room = MAX_COMMAND_LINE - 1 - rest  # the longest path that still fits (the NUL counted)
@@ -133,9 +143,9 @@ def test_length_rule_counts_the_executable_path_and_its_quotes() -> None:
     unspaced = "C:\\" + "x" * middle + "\\ps.exe"
     spaced = "C:\\" + ("x " * middle)[:middle] + "\\ps.exe"
     assert len(unspaced) == len(spaced) == room
-    fits = plan(script, unspaced)
-    assert fits.route is Route.ENCODED_COMMAND and fits.command_line_length + 1 == MAX_COMMAND_LINE
-    assert plan(script, spaced).route is Route.GUEST_FILE  # its two quotes push the line over
+    fitting = plan(script, unspaced, reserve=0)
+    assert fitting.route is Route.ENCODED_COMMAND and fitting.command_line_length + 1 == MAX_COMMAND_LINE
+    assert plan(script, spaced, reserve=0).route is Route.GUEST_FILE  # its two quotes push the line over
 
 
 def test_guest_file_route_writes_utf8_with_bom_in_the_guest_temp_folder() -> None:
