@@ -51,11 +51,11 @@ def test_kind_5_hi_is_utf16le_base64_without_bom_never_utf8() -> None:
     assert not raw.startswith((b"\xff\xfe", b"\xfe\xff"))  # no byte order mark
 
 
-def test_known_vector_from_the_powershell_help_and_non_ascii_scripts() -> None:
-    # powershell.exe -? shows this command ('dir "c:\program files" ') and its encoded form.
-    assert (
-        encode_command('dir "c:\\program files" ') == "ZABpAHIAIAAiAGMAOgBcAHAAcgBvAGcAcgBhAG0AIABmAGkAbABlAHMAIgAgAA=="
-    )
+def test_powershell_help_example_and_non_ascii_scripts() -> None:
+    # the -EncodedCommand example script of powershell.exe -?; its UTF-16LE bytes built by hand
+    example = 'dir "c:\\program files" '
+    assert base64.b64decode(encode_command(example)) == bytes(b for c in example.encode("ascii") for b in (c, 0))
+    assert encode_command(example) == "ZABpAHIAIAAiAGMAOgBcAHAAcgBvAGcAcgBhAG0AIABmAGkAbABlAHMAIgAgAA=="
     assert base64.b64decode(encode_command("中文")) == b"\x2d\x4e\x87\x65"  # U+4E2D U+6587, little-endian
     assert base64.b64decode(encode_command("é")) == b"\xe9\x00"
     assert base64.b64decode(encode_command("😀")) == b"\x3d\xd8\x00\xde"  # a surrogate pair, low byte first
