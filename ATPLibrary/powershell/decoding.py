@@ -128,3 +128,29 @@ def decode_output(
     if replaced:
         note += f"; {replaced} byte(s) not valid in {code_page} replaced with U+FFFD"
     return DecodedOutput(text, code_page, replaced, note)
+
+
+#: How Windows PowerShell marks serialized (CLIXML) records on stderr when its output is redirected.
+CLIXML_HEADER = "#< CLIXML"
+_CLIXML_STRING = re.compile(r'<S S="([A-Za-z]+)">(.*?)</S>', re.S)
+_CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_XML_ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'", "&amp;": "&"}
+
+
+def clixml_to_text(text: str) -> str | None:
+    """The readable text of CLIXML that powershell.exe wrote to stderr, or None when ``text`` is not CLIXML.
+
+    Its ``<S S="Error">`` (and warning, verbose, debug, information) strings are kept in order, with the
+    ``_x000D__x000A_`` character escapes and XML entities undone; other streams' lines get their stream's name
+    in front (``WARNING: ...``). Progress records (``<Obj S="progress">``) are dropped. No XML parser is used,
+    so a malformed or hostile document cannot fail or expand.
+    """
+    stripped = text.lstrip("\ufeff")
+    if not stripped.startswith(CLIXML_HEADER):
+        return None
+    parts: list[str] = []
+    for stream, value in _CLIXML_STRING.findall(stripped):
+        value = re.sub("&(?:lt|gt|quot|apos|amp);", lambda m: _XML_ENTITIES[m.group(0)], value)
+        value = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+        parts.append(value if stream.lower() == "error" else f"{stream.upper()}: {value}")
+    return "".join(parts).replace("\r\n", "\n").replace("\n", "\r\n")

@@ -19,7 +19,7 @@ from ATPLibrary.powershell.command import (
     encoded_args,
     plan,
 )
-from ATPLibrary.powershell.decoding import DecodedOutput, decode_output, normalize_encoding
+from ATPLibrary.powershell.decoding import DecodedOutput, clixml_to_text, decode_output, normalize_encoding
 from ATPLibrary.qga.agent import ExecResult, GuestAgent
 from ATPLibrary.qga.files import GuestFiles
 
@@ -171,6 +171,10 @@ class PowerShellRunner:
         out = decode_output(raw.stdout_bytes, code_page, stream="stdout", source=source)
         err = decode_output(raw.stderr_bytes, code_page, stream="stderr", source=source)
         notes = tuple(d.note for d in (out, err) if d.note)
+        readable = clixml_to_text(err.text)
+        if readable is not None:
+            err = DecodedOutput(readable, err.encoding, err.replaced, err.note)
+            notes += ("stderr: PowerShell's CLIXML turned into text (the raw bytes are in stderr_bytes)",)
         return self._result(raw, invocation, out, err, notes, cleanup_error, uploaded)
 
     def _result(

@@ -34,7 +34,7 @@ from ATPLibrary.powershell.command import (
     script_file_bytes,
     windows_command_line,
 )
-from ATPLibrary.powershell.decoding import decode_output, normalize_encoding
+from ATPLibrary.powershell.decoding import clixml_to_text, decode_output, normalize_encoding
 from ATPLibrary.powershell.runner import PowerShellResult, PowerShellRunner, describe_script, expect_rc
 from ATPLibrary.powershell.standin import STAND_IN_LABEL, STAND_IN_MARKER
 from ATPLibrary.powershell.standin_install import guest_kind, stand_in_source
@@ -507,3 +507,37 @@ def test_stand_in_source_is_the_shipped_module() -> None:
 
     assert stand_in_source() == Path(module.__file__).read_bytes()
     assert os.access(module.__file__, os.R_OK) and shutil.which("python3") is not None
+
+
+CLIXML = (
+    "#< CLIXML\r\n"
+    '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+    '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T></TN>'
+    '<MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for first use.</AV></PR></MS></Obj>'
+    '<S S="Error">Write-Error &quot;bad&quot; : a &lt;b&gt; &amp; c_x000D__x000A_</S>'
+    '<S S="Error">    + CategoryInfo          : NotSpecified: (:) [Write-Error], WriteErrorException_x000D__x000A_</S>'
+    '<S S="warning">disk 中 low_x000A_</S>'
+    "</Objs>"
+)
+
+
+def test_clixml_on_stderr_becomes_text() -> None:
+    assert clixml_to_text(CLIXML) == (
+        'Write-Error "bad" : a <b> & c\r\n'
+        "    + CategoryInfo          : NotSpecified: (:) [Write-Error], WriteErrorException\r\n"
+        "WARNING: disk 中 low\r\n"
+    )
+    assert clixml_to_text("plain error\r\n") is None
+    assert clixml_to_text('#< CLIXML\r\n<Objs><S S="Error">unterminated') == ""  # malformed: no crash
+
+
+def test_runner_turns_clixml_stderr_into_text(tmp_path: Path) -> None:
+    fake = tmp_path / "powershell.exe"
+    (tmp_path / "clixml.txt").write_text(CLIXML, encoding="utf-8")
+    fake.write_text(f"#!/bin/sh\nprintf 'out\\r\\n'\ncat {tmp_path / 'clixml.txt'} >&2\nexit 1\n")
+    fake.chmod(0o755)
+    result = PowerShellRunner(local_agent(LocalGuest()), powershell=str(fake)).run("Write-Error bad", timeout=30)
+    assert result.rc == 1 and result.stdout == "out\r\n"
+    assert result.stderr.startswith('Write-Error "bad" : a <b> & c\r\n')
+    assert result.stderr_bytes.startswith(b"#< CLIXML")
+    assert "stderr: PowerShell's CLIXML turned into text (the raw bytes are in stderr_bytes)" in result.decoding_notes
