@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ATPLibrary.cli.exitcodes import ExitCode
-from ATPLibrary.cli.output import add_json_option, print_json, print_table
+from ATPLibrary.cli.output import add_json_option, print_json, print_table, progress
 from ATPLibrary.errors import ATPError, ConfigurationError
 
 Out = Callable[[str], None]
@@ -309,15 +309,18 @@ def _exec(args: argparse.Namespace, inventories: list[Inventory] | None = None, 
     else:
         jobs = [(by_id[host], vm, running) for host, domains in found.items() for vm, running in domains]
 
-    def work(job: tuple[Inventory, str, bool]) -> VmReport:
-        inventory, vm, running = job
-        report = probe(inventory, vm, running, args.powershell, min(args.probe_timeout, args.timeout))
-        if wanted is None and not _runs_powershell(report.kind):
-            return report  # --all: not a target, listed as skipped
-        return _run_one(inventory, report, script, args)
+    with progress("PowerShell", total=len(jobs)) as bar:
 
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        done = list(pool.map(work, jobs))
+        def work(job: tuple[Inventory, str, bool]) -> VmReport:
+            inventory, vm, running = job
+            report = probe(inventory, vm, running, args.powershell, min(args.probe_timeout, args.timeout))
+            if wanted is not None or _runs_powershell(report.kind):  # --all skips the others
+                report = _run_one(inventory, report, script, args)
+            bar.advance(f"{report.vm}: {report.kind}" + (f" rc {report.rc}" if report.rc is not None else ""))
+            return report
+
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            done = list(pool.map(work, jobs))
     ran = 0
     for report in done:
         host = reports[report.host]
