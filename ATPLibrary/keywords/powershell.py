@@ -36,12 +36,14 @@ class PowerShellKeywords:
 
     @keyword("Set PowerShell Path")
     def set_powershell_path(self, path: str) -> str:
-        """Sets the guest path of ``powershell.exe`` used by `Execute PowerShell In Guest`; returns the old one.
+        """Sets the guest path of ``powershell.exe`` that `Execute PowerShell In Guest` uses and returns the old one.
 
         The default is ``C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe``. The lab's tests point
-        it at the PowerShell stand-in (see `Install PowerShell Stand-In`).
+        it at the PowerShell stand-in (see `Install PowerShell Stand-In`). Fails when ``path`` is empty; the
+        path itself is checked only when a script runs.
 
-        | ${old} =    | Set PowerShell Path | /tmp/atp-ps/powershell.exe |
+        | =Keyword / Assignment= | =Argument=          | =Argument=                 |
+        | ${old} =               | Set PowerShell Path | /tmp/atp-ps/powershell.exe |
         """
         if not str(path).strip():
             raise ConfigurationError("Set PowerShell Path needs the guest path of powershell.exe.")
@@ -83,13 +85,19 @@ class PowerShellKeywords:
           POSIX PowerShell path).
         - ``route``: ``auto`` (default), ``encoded-command`` or ``guest-file`` to force one.
 
-        The result is the one `Execute Command In Guest` returns (``rc``, ``stdout``, ``stderr``, raw bytes in
-        ``stdout_bytes``/``stderr_bytes``, ``duration``...), plus ``route``, ``command_line_length``,
+        Returns the same kind of result as `Execute Command In Guest` (``rc``, ``stdout``, ``stderr``, raw bytes
+        in ``stdout_bytes`` and ``stderr_bytes``, ``duration``...), plus ``route``, ``command_line_length``,
         ``stdout_encoding``, ``decoding_notes`` and ``cleanup_error``.
 
-        | ${result} =     | Execute PowerShell In Guest | win-01            | Write-Output "hi" |
-        | Should Be Equal | ${result.stdout}            | hi\\r\\n          |                   |
-        | ${result} =     | Execute PowerShell In Guest | win-01            | ${long script}    | encoding=936 |
+        Fails when the exit code is not ``expected_rc`` (with stderr in the message), when the script does not
+        finish within ``timeout`` (the guest process is killed), when the guest agent does not respond or
+        cannot start ``powershell``, and at once for an empty script or an unknown ``encoding``. A script file
+        that cannot be deleted afterwards is only a warning.
+
+        | =Keyword / Assignment= | =Argument=                  | =Argument= | =Argument=        | =Argument=   |
+        | ${result} =            | Execute PowerShell In Guest | win-01     | Write-Output "hi" |              |
+        | Should Be Equal        | ${result.stdout}            | hi\\r\\n   |                   |              |
+        | ${result} =            | Execute PowerShell In Guest | win-01     | ${long script}    | encoding=936 |
         """
         wanted = _expected_rc(expected_rc)
         seconds = self.ctx.seconds(timeout)
@@ -125,8 +133,7 @@ class PowerShellKeywords:
         code_page: int = 437,
         timeout: timedelta | None = None,
     ) -> str:
-        """Installs ATPLibrary's PowerShell STAND-IN (a python3 script, NOT PowerShell) at ``path`` in the Linux
-        guest ``vm`` and returns the path.
+        """Installs the PowerShell STAND-IN (a python3 script, NOT PowerShell) in a Linux guest and returns its path.
 
         For labs without Windows: the stand-in accepts powershell.exe's argument list, decodes
         ``-EncodedCommand`` strictly as UTF-16LE base64, runs ``-File`` scripts and a tiny subset of PowerShell,
@@ -134,8 +141,14 @@ class PowerShellKeywords:
         line saying it is the stand-in to stderr. See docs/powershell.md. Point `Execute PowerShell In Guest`
         at it with ``powershell=`` or `Set PowerShell Path`.
 
-        | ${ps} =     | Install PowerShell Stand-In | atp-lab-01 | code_page=936 |
-        | ${result} = | Execute PowerShell In Guest | atp-lab-01 | "hi"          | powershell=${ps} |
+        ``path`` must be an absolute POSIX path (its folder is created; the lab guests' root is read-only, so
+        use ``/tmp``). ``timeout`` bounds each step (upload, chmod, the check run; default: the library
+        timeout). Fails when the path is not a POSIX path, the code page is unknown, the upload fails, or the
+        installed stand-in does not answer as the stand-in (no ``/usr/bin/python3`` in the guest).
+
+        | =Keyword / Assignment= | =Argument=                  | =Argument= | =Argument=    | =Argument=       |
+        | ${ps} =                | Install PowerShell Stand-In | atp-lab-01 | code_page=936 |                  |
+        | ${result} =            | Execute PowerShell In Guest | atp-lab-01 | "hi"          | powershell=${ps} |
         """
         done = install_stand_in(self.ctx.agent(vm), path, code_page=int(code_page), timeout=self.ctx.seconds(timeout))
         logger.info(str(done))
