@@ -45,21 +45,43 @@ def add_parser(subparsers: Any) -> None:
         epilog=EPILOG + " Robot options go after '--', e.g. atp scenario run s.yaml -- --loglevel DEBUG.",
     )
     run.add_argument("file", type=Path, help="scenario file (.yaml, .yml or .json)")
+    _run_options(run)
     run.add_argument(
-        "--variablefile",
-        action="append",
-        default=[],
-        help="robot --variablefile (repeatable); with --adapt lab the default is the checkout's variables/lab.py",
+        "robot_args", nargs=argparse.REMAINDER, help="these options may also follow FILE; robot options go after '--'"
     )
-    run.add_argument("--outputdir", type=Path, default=Path("results/scenario"), help="robot's output folder")
-    _conversion_options(run)
-    run.add_argument("robot_args", nargs="*", help="more robot options, after '--'")
     run.set_defaults(func=_run)
 
     listing = sub.add_parser("list", help="list the scenarios of a folder: name, steps, tags, convertible")
     listing.add_argument("--dir", type=Path, default=Path("scenarios"), help="scenario folder (default ./scenarios)")
     add_json_option(listing)
     listing.set_defaults(func=_list)
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--variablefile",
+        action="append",
+        default=[],
+        help="robot --variablefile (repeatable); with --adapt lab the default is the checkout's variables/lab.py",
+    )
+    parser.add_argument("--outputdir", type=Path, default=Path("results/scenario"), help="robot's output folder")
+    _conversion_options(parser)
+
+
+def _split_run_args(args: argparse.Namespace) -> list[str]:
+    """``run``'s own options written after FILE are read here; what follows ``--`` is robot's."""
+    rest = list(args.robot_args)
+    mine, robot = (rest[: rest.index("--")], rest[rest.index("--") + 1 :]) if "--" in rest else (rest, [])
+    if mine:
+        own = argparse.ArgumentParser(prog="atp scenario run", add_help=False)
+        _run_options(own)
+        extra = own.parse_args(mine, namespace=argparse.Namespace())
+        for key, value in vars(extra).items():
+            if key == "variablefile":
+                args.variablefile = [*args.variablefile, *value]
+            elif value != own.get_default(key):
+                setattr(args, key, value)
+    return robot
 
 
 def _conversion_options(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     from ATPLibrary.scenario import convert_scenario, load_scenario
     from ATPLibrary.scenario.convert import default_resources
 
+    robot_args = _split_run_args(args)
     scenario = load_scenario(args.file)
     outdir: Path = args.outputdir
     outdir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "robot", "--outputdir", str(outdir)]
     for path in variablefiles:
         command += ["--variablefile", path]
-    command += [*args.robot_args, str(suite)]
+    command += [*robot_args, str(suite)]
     print("running: " + " ".join(command[2:]), file=sys.stderr)
     try:
         code = subprocess.call(command)

@@ -587,8 +587,11 @@ def _state(text: str) -> VMState | None:
     except ConfigurationError:
         pass
     key = text.strip().lower()
-    found = [s for s in VMState if key and (key in s.value or s.value in key)]
-    return found[0] if len(found) == 1 else None
+    for matches in (lambda s: s.value.startswith(key), lambda s: key in s.value or s.value in key):
+        found = [s for s in VMState if key and matches(s)]
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 def _lint_exemptions(block: list[str], *, test: bool) -> list[str]:
