@@ -226,7 +226,7 @@ Blank` watch the screen, or a region of it, with exclude areas.
 on remote hosts; a command's unexpected exit code fails with its stderr. `Execute PowerShell In Guest`
 runs PowerShell in Windows guests (``-EncodedCommand``, or a script file for long scripts) and decodes
 its output's code page; `Set PowerShell Path` and `Install PowerShell Stand-In` serve labs without
-Windows.
+Windows (see docs/powershell.md).
 
 `Upload File To Guest` and `Download File From Guest` move files through qemu-ga in chunks (large files
 work); `Guest File Should Exist` and `Guest File Should Not Exist` check paths. `Open Channel`, `Write To
