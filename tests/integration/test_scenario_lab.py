@@ -93,7 +93,8 @@ def _setup_vms(result: Any) -> list[str]:
         for item in getattr(kw, "body", []):
             if isinstance(item, Keyword):
                 if item.name == "Acquire VM":
-                    found.extend(m.message.split("'")[1] for m in item.body.filter(messages=True))
+                    messages = [m.message for m in item.body.filter(messages=True)]
+                    found.extend(m.split("'")[1] for m in messages if m.startswith("Acquired VM '"))
                 visit(item)
 
     visit(result.suite.setup)
