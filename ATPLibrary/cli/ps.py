@@ -243,7 +243,7 @@ def _wanted_vms(args: argparse.Namespace) -> list[str] | None:
 
 
 def _locate(
-    wanted: list[str], found: dict[str, list[tuple[str, bool]]], reachable: list[str]
+    wanted: list[str], found: dict[str, list[tuple[str, bool]]], reachable: list[str], unreachable: list[str]
 ) -> dict[str, tuple[str, bool]]:
     """For each wanted VM, the host that has it; unknown or ambiguous names raise ConfigurationError."""
     located: dict[str, tuple[str, bool]] = {}
@@ -251,7 +251,8 @@ def _locate(
         hosts = [(host, running) for host, domains in found.items() for (vm, running) in domains if vm == name]
         if not hosts:
             where = ", ".join(reachable) or "no reachable host"
-            raise ConfigurationError(f"VM '{name}' is not defined on {where}; see atp ps list-vms")
+            missing = f" ({', '.join(unreachable)} unreachable)" if unreachable else ""
+            raise ConfigurationError(f"VM '{name}' is not defined on {where}{missing}; see atp ps list-vms")
         if len(hosts) > 1:
             raise ConfigurationError(
                 f"VM '{name}' is defined on several hosts ({', '.join(h for h, _ in hosts)}); pick one with --host ID"
@@ -304,7 +305,8 @@ def _exec(args: argparse.Namespace, inventories: list[Inventory] | None = None, 
         return ExitCode.ERROR
     by_id = {inv.id: inv for inv in hosts}
     if wanted is not None:
-        targets = {vm: where for vm, where in _locate(wanted, found, list(found)).items()}
+        down = [inv.id for inv in hosts if inv.id not in found]
+        targets = _locate(wanted, found, list(found), down)
         jobs = [(by_id[host], vm, running) for vm, (host, running) in targets.items()]
     else:
         jobs = [(by_id[host], vm, running) for host, domains in found.items() for vm, running in domains]

@@ -158,6 +158,9 @@ def test_exec_unknown_vm_is_exit_2_before_anything_runs(
     assert code == 2 and out == ""
     assert "VM 'nope' is not defined on h1, h2" in err
     assert all(not g.execs for inv in lab.values() for g in inv.vms.values() if g is not None)
+    lab["h2"].broken = True
+    code, _, err = run(capsys, "exec", "--vm", "lin-02", "--powershell", stand_in, "--command", "'x'")
+    assert code == 2 and "VM 'lin-02' is not defined on h1 (h2 unreachable)" in err
 
 
 def test_exec_no_powershell_vm_is_exit_2(
