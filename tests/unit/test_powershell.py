@@ -360,7 +360,8 @@ class LocalGuest:
                 self.killed.append(self.next_id)
                 self.results[self.next_id] = {"exited": True, "exitcode": 0}
                 return {"pid": self.next_id}
-            if args["path"] in self.absent or not os.path.exists(args["path"]):
+            program = args["path"] if "/" in args["path"] else shutil.which(args["path"])  # qemu-ga searches PATH
+            if args["path"] in self.absent or program is None or not os.path.exists(program):
                 raise libvirt_error(
                     libvirt.VIR_ERR_INTERNAL_ERROR,
                     "internal error: unable to execute QEMU agent command 'guest-exec': Failed to execute child "
@@ -541,3 +542,51 @@ def test_runner_turns_clixml_stderr_into_text(tmp_path: Path) -> None:
     assert result.stderr.startswith('Write-Error "bad" : a <b> & c\r\n')
     assert result.stderr_bytes.startswith(b"#< CLIXML")
     assert "stderr: PowerShell's CLIXML turned into text (the raw bytes are in stderr_bytes)" in result.decoding_notes
+
+
+# ---------------------------------------------------------------- the keywords (thin: conversion and logging)
+
+
+@pytest.fixture()
+def keywords(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from ATPLibrary.keywords.context import LibraryContext
+    from ATPLibrary.keywords.powershell import PowerShellKeywords
+
+    ctx = LibraryContext(timeout=30)
+    guest = LocalGuest()
+    monkeypatch.setattr(ctx, "agent", lambda vm: local_agent(guest, vm))
+    return PowerShellKeywords(ctx)
+
+
+def test_keyword_runs_with_the_set_path_and_checks_rc(keywords: Any, stand_in: Path) -> None:
+    assert keywords.set_powershell_path(str(stand_in)) == DEFAULT_POWERSHELL
+    result = keywords.execute_powershell_in_guest("win-01", '"hi"')
+    assert (result.rc, result.stdout, result.route) == (0, "hi\r\n", "encoded-command")
+    with pytest.raises(GuestCommandError, match="exited with rc 2, expected rc 0"):
+        keywords.execute_powershell_in_guest("win-01", "exit 2")
+    assert keywords.execute_powershell_in_guest("win-01", "exit 2", expected_rc="any").rc == 2
+    forced = keywords.execute_powershell_in_guest("win-01", '"hi"', route="guest-file", script_dir=str(stand_in.parent))
+    assert forced.route == "guest-file" and forced.stdout == "hi\r\n"
+
+
+def test_keyword_argument_errors(keywords: Any, stand_in: Path) -> None:
+    with pytest.raises(ConfigurationError, match="route must be 'auto', 'encoded-command' or 'guest-file'"):
+        keywords.execute_powershell_in_guest("win-01", '"hi"', powershell=str(stand_in), route="pipe")
+    with pytest.raises(ConfigurationError, match="expected_rc must be an integer"):
+        keywords.execute_powershell_in_guest("win-01", '"hi"', powershell=str(stand_in), expected_rc="zero")
+    with pytest.raises(ConfigurationError, match="needs the guest path"):
+        keywords.set_powershell_path("  ")
+    with pytest.raises(ConfigurationError, match="Linux guests only"):
+        keywords.install_powershell_stand_in("win-01", path=r"C:\ps\powershell.exe")
+
+
+def test_install_stand_in_through_the_agent_double(tmp_path: Path) -> None:
+    from ATPLibrary.powershell.standin_install import install_stand_in
+
+    target = tmp_path / "new" / "dir" / "powershell.exe"
+    done = install_stand_in(local_agent(LocalGuest(), "lin-01"), str(target), code_page=936, timeout=30)
+    assert target.read_bytes() == stand_in_source() and os.access(target, os.X_OK)
+    assert Path(str(target) + ".codepage").read_text() == "936\n"
+    assert done.edition == "ATP-Stand-In" and "STAND-IN (not PowerShell)" in str(done)
+    with pytest.raises(ConfigurationError, match="unknown output encoding"):
+        install_stand_in(local_agent(LocalGuest()), str(target), code_page=99999)
