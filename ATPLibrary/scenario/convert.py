@@ -379,6 +379,19 @@ class _Converter:
             block += documentation(f"{SEP}[Documentation]{SEP}", f"The steps of scenario {self.s.name} on one VM.")
             block += [f"{SEP}[Arguments]{SEP}${{vm}}", f"{SEP}[Timeout]{SEP}{seconds(self.test_timeout())}", *body]
             out += _lint_exemptions(block, test=False)
+        if "vdi domain state" in self.helpers:
+            out += [""] if out else []
+            out += [
+                "VDI VM Domain Should Be",
+                *documentation(
+                    f"{SEP}[Documentation]{SEP}",
+                    "verify_domain_status in a VDI scenario: the libvirt domain behind VDI VM vm reaches state "
+                    "within timeout.",
+                ),
+                f"{SEP}[Arguments]{SEP}${{vm}}{SEP}${{state}}{SEP}${{timeout}}=${{NONE}}",
+                line("${domain}=", "Get VDI VM Domain", "${vm}"),
+                line("Wait Until VM State", "${domain}", "${state}", "timeout=${timeout}"),
+            ]
         if "pool running" in self.helpers:
             out += [""] if out else []
             out += [
@@ -553,7 +566,11 @@ class _Converter:
                 f"expected_status '{wanted}' is no libvirt state; use one of {', '.join(s.value for s in VMState)}."
             )
         limit = a["timeout_secs"] if a["timeout_secs"] is not None else step.timeout
-        cells = ["Wait Until VM State", cell(a["domain_id"]), cell(state.value)]
+        keyword = "Wait Until VM State"
+        if self.s.needs_vdi:  # domain_id is a VDI VM there, as in the scenario's other VDI steps
+            keyword = "VDI VM Domain Should Be"
+            self.helpers.add("vdi domain state")
+        cells = [keyword, cell(a["domain_id"]), cell(state.value)]
         if limit is not None:
             cells.append(f"timeout={seconds(float(limit))}")
         return _StepCode(cells, may_continue=True)

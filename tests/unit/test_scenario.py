@@ -358,3 +358,14 @@ def test_cli_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(("robot", "atp"), [(0, 0), (1, 1), (250, 1), (251, 0), (252, 2), (253, 130), (255, 2)])
 def test_robot_exit_codes_map_to_atp_exit_codes(robot: int, atp: int) -> None:
     assert robot_exit(robot) == atp
+
+
+def test_verify_domain_status_in_a_vdi_scenario_finds_the_domain_behind_the_vdi_vm() -> None:
+    text = convert(
+        scenario(
+            step("vdi_start_domain", domain_id="qa-1"),
+            step("verify_domain_status", domain_id="qa-1", expected_status="running", timeout_secs=9),
+        )
+    ).text
+    assert f"{CONTINUE}    VDI VM Domain Should Be    qa-1    running    timeout=9s" in text
+    assert "    ${domain}=    Get VDI VM Domain    ${vm}\n    Wait Until VM State    ${domain}    ${state}" in text
