@@ -47,7 +47,10 @@ def add_parser(subparsers: Any) -> None:
     run.add_argument("file", type=Path, help="scenario file (.yaml, .yml or .json)")
     _run_options(run)
     run.add_argument(
-        "robot_args", nargs=argparse.REMAINDER, help="these options may also follow FILE; robot options go after '--'"
+        "robot_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- ROBOT OPTIONS",
+        help="these options may also follow FILE; robot options go after '--'",
     )
     run.set_defaults(func=_run)
 

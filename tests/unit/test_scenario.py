@@ -369,3 +369,17 @@ def test_verify_domain_status_in_a_vdi_scenario_finds_the_domain_behind_the_vdi_
     ).text
     assert f"{CONTINUE}    VDI VM Domain Should Be    qa-1    running    timeout=9s" in text
     assert "    ${domain}=    Get VDI VM Domain    ${vm}\n    Wait Until VM State    ${domain}    ${state}" in text
+
+
+def test_cli_run_converts_runs_robot_and_maps_its_exit_code(tmp_path: Path) -> None:
+    """No VM needed: a scenario of a pause only passes; a placeholder fails; a bad robot option is exit 2."""
+    ok = tmp_path / "pause.yaml"
+    ok.write_text(yaml.safe_dump({"name": "pause", "steps": [step("wait", duration=0)]}))
+    out = tmp_path / "out"
+    # run's own options may follow FILE; robot's follow '--'
+    assert main(["scenario", "run", str(ok), "--outputdir", str(out), "--", "--console", "none"]) == 0
+    assert (out / "pause.robot").is_file() and (out / "output.xml").is_file()
+    bad = tmp_path / "custom.yaml"
+    bad.write_text(yaml.safe_dump({"name": "c", "steps": [step("custom", data=1)]}))
+    assert main(["scenario", "run", str(bad), "--outputdir", str(out), "--", "--console", "none"]) == 1
+    assert main(["scenario", "run", str(ok), "--outputdir", str(out), "--", "--no-such-option"]) == 2
