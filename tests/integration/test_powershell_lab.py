@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from ATPLibrary.errors import GuestCommandError
+from ATPLibrary.errors import GuestCommandError, WaitTimeoutError
 from ATPLibrary.hosts.connection import HostConnection
 from ATPLibrary.powershell.command import COMMON_SWITCHES, MAX_COMMAND_LINE, encoded_args, windows_command_line
 from ATPLibrary.powershell.standin import STAND_IN_LABEL
@@ -67,12 +67,21 @@ def stand_ins(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
 
     uri, candidates, ready = _running_lab(request)
     store = LeaseStore()
-    first = store.acquire(uri, candidates, "pytest test_powershell_lab", timeout=600)
-    second = store.acquire(uri, [v for v in candidates if v != first.vm], "pytest test_powershell_lab", timeout=600)
+    leases: list[Any] = []
+    try:
+        for _ in range(2):
+            free = [v for v in candidates if v not in {lease.vm for lease in leases}]
+            leases.append(store.acquire(uri, free, "pytest test_powershell_lab", timeout=120))
+        vms = (leases[0].vm, leases[1].vm)
+    except WaitTimeoutError:
+        # Every other guest is busy, maybe held by this very pytest session: use the session's own leases.
+        for lease in leases:
+            lease.release()
+        leases = []
+        vms = tuple(request.getfixturevalue("leased_vms"))
     folder = f"/tmp/atp-ps-{uuid.uuid4().hex[:12]}"
     path = f"{folder}/powershell.exe"
     host = HostConnection(uri)
-    vms = (first.vm, second.vm)
     agents = {vm: GuestAgent(host.domain(vm)) for vm in vms}
     try:
         for vm, code_page in zip(vms, CODE_PAGES, strict=True):
@@ -83,8 +92,8 @@ def stand_ins(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         for agent in agents.values():
             agent.exec("/bin/rm", ["-rf", folder], timeout=TIMEOUT)
         host.close()
-        second.release()
-        first.release()
+        for lease in reversed(leases):
+            lease.release()
 
 
 @pytest.fixture()
