@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import libvirt
+
 from ATPLibrary.cli.exitcodes import ExitCode
 from ATPLibrary.cli.output import add_json_option, print_json, print_table, progress
 from ATPLibrary.errors import ATPError, ConfigurationError
@@ -315,9 +317,12 @@ def _exec(args: argparse.Namespace, inventories: list[Inventory] | None = None, 
 
         def work(job: tuple[Inventory, str, bool]) -> VmReport:
             inventory, vm, running = job
-            report = probe(inventory, vm, running, args.powershell, min(args.probe_timeout, args.timeout))
-            if wanted is not None or _runs_powershell(report.kind):  # --all skips the others
-                report = _run_one(inventory, report, script, args)
+            try:
+                report = probe(inventory, vm, running, args.powershell, min(args.probe_timeout, args.timeout))
+                if wanted is not None or _runs_powershell(report.kind):  # --all skips the others
+                    report = _run_one(inventory, report, script, args)
+            except (libvirt.libvirtError, OSError) as error:  # one VM's failure must not lose the others'
+                report = VmReport(vm, inventory.id, kind="unknown", error=f"{type(error).__name__}: {error}")
             bar.advance(f"{report.vm}: {report.kind}" + (f" rc {report.rc}" if report.rc is not None else ""))
             return report
 
@@ -326,7 +331,7 @@ def _exec(args: argparse.Namespace, inventories: list[Inventory] | None = None, 
     ran = 0
     for report in done:
         host = reports[report.host]
-        if wanted is None and not _runs_powershell(report.kind):
+        if wanted is None and not _runs_powershell(report.kind) and report.error is None:
             host.skipped.append({"vm": report.vm, "kind": report.kind, "reason": report.kind_detail})
         else:
             host.vms.append(report)

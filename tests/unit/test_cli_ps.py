@@ -271,3 +271,23 @@ def test_configured_inventories_use_the_atp_config(tmp_path: Path) -> None:
     assert [(i.id, i.uri) for i in inventories] == [("local", "qemu:///system")]
     adhoc = ps.configured_inventories(["qemu+ssh://root@10.0.0.5/system"], str(config))
     assert [i.uri for i in adhoc] == ["qemu+ssh://root@10.0.0.5/system"]
+
+
+def test_one_vm_failing_unexpectedly_keeps_the_others(
+    lab: dict[str, FakeInventory], stand_in: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import libvirt
+    from fakes import libvirt_error
+
+    original = lab["h1"].agent
+
+    def agent(vm: str) -> Any:
+        if vm == "win-01":
+            raise libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, "internal error: domain is being torn down")
+        return original(vm)
+
+    monkeypatch.setattr(lab["h1"], "agent", agent)
+    code, out, _ = run(capsys, "exec", "--all", "--powershell", stand_in, "--command", '"hi"', "--json")
+    vms = {v["vm"]: v for v in json.loads(out)["hosts"][0]["vms"]}
+    assert code == 1
+    assert vms["lin-01"]["ok"] and vms["win-01"]["error"] == "libvirtError: internal error: domain is being torn down"
