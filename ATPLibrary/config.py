@@ -104,9 +104,8 @@ class HostConfig:
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         if self.ssh_key and not any(k == "keyfile" for k, _ in query):
             query.append(("keyfile", self.ssh_key))
-        return urllib.parse.urlunsplit(
-            (parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="/"), parts.fragment)
-        )
+        encoded = urllib.parse.urlencode(query, safe="/", quote_via=urllib.parse.quote)  # libvirt unescapes %XX
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, encoded, parts.fragment))
 
     def ssh_password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The SSH password from the environment variable this host names (``None`` when none is named/set)."""

@@ -298,6 +298,8 @@ def test_libvirt_uri_gets_the_ssh_settings_only_for_ssh_transports() -> None:
         "c", "qemu+ssh://root@h:22/system?keyfile=/k&no_verify=1", ssh_user="x", ssh_port=1, ssh_key="/y"
     )
     assert named.libvirt_uri() == "qemu+ssh://root@h:22/system?keyfile=/k&no_verify=1"
+    spaced = HostConfig("e", "qemu+libssh2://h/system?known_hosts=/k h", ssh_key="/my keys/id")
+    assert spaced.libvirt_uri() == "qemu+libssh2://h/system?known_hosts=/k%20h&keyfile=/my%20keys/id"
     tcp = HostConfig("d", "qemu+tcp://h/system", ssh_user="x", ssh_port=2, ssh_key="/z")
     assert tcp.libvirt_uri() == "qemu+tcp://h/system"
 
