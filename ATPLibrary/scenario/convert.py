@@ -297,10 +297,9 @@ class _Converter:
         lines: list[str] = []
         if self.lab and input_steps:
             lines.append(SEP.join(["VM Should Be Ready For Typing", vm]))
-            if "console" not in " ".join(self.result.adaptations):
-                self.result.adaptations.append(
-                    "the lab VM's console shell is made ready for typing first (VM Should Be Ready For Typing)."
-                )
+            self._adapt_once(
+                "the lab VM's console shell is made ready for typing first (VM Should Be Ready For Typing)."
+            )
         if self.spice_input and input_steps:
             lines.append(SEP.join(["Open SPICE Session", vm]))
         if any(st.verify and st.action.type in input_steps for st in s.steps):
