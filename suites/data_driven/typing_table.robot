@@ -27,6 +27,8 @@ Test Tags         area:data_driven    speed:fast
 
 *** Test Cases ***
 Typing table row    ${EMPTY}    ${EMPTY}    ${EMPTY}
+    # Keeps this suite in `--include smoke` runs; only the rows tagged smoke in the table carry it.
+    [Tags]    smoke
 
 
 *** Keywords ***

@@ -36,7 +36,16 @@ def test_every_test_has_its_folders_area_tag_and_one_speed_tag() -> None:
 def test_the_smoke_run_covers_the_areas_on_lab_guests() -> None:
     suite = SuiteBuilder().build(str(SUITES))
     smoke_areas = {Path(t.source).relative_to(SUITES).parts[0] for t in suite.all_tests if "smoke" in t.tags}
-    assert {"keyboard", "mouse", "commands", "verification", "screen", "hosts", "lifecycle"} <= smoke_areas
+    assert {
+        "keyboard",
+        "mouse",
+        "commands",
+        "verification",
+        "screen",
+        "hosts",
+        "lifecycle",
+        "data_driven",
+    } <= smoke_areas
 
 
 def test_no_fixed_sleeps_in_suites_or_resources() -> None:
