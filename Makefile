@@ -55,8 +55,9 @@ lab-down: install
 	$(BIN)/atp lab down
 
 # The main job: every suite in parallel, one lab guest per pabot process, then a one-screen summary.
-# ATP_RUN_ID names the run in the results archive (`atp report show <id>`); --pabotlib lets DataDriver split
-# its rows with --testlevelsplit (PABOT_OPTIONS=--testlevelsplit), on a free port so runs never collide.
+# ATP_RUN_ID names the run in the results archive (`atp report show <id>`). --pabotlib (on a free port, so
+# runs never collide) lets DataDriver hand its rows to the processes under --testlevelsplit; the demo splits by
+# suite (the VDI suite's tests build on one another), PABOT_OPTIONS adds pabot options.
 PABOT_OPTIONS ?=
 demo: install
 	$(BIN)/atp lab up --vms $(VMS)
