@@ -59,9 +59,10 @@ def tests_in(output: Path) -> list[RobotTest]:
     def walk(suite: Any) -> None:
         for test in suite.tests:
             vm = next((t[3:] for t in test.tags if t.startswith("vm:")), "")
-            found.append(
-                RobotTest(test.name, suite.name, test.status, test.message, vm, test.start_time, test.end_time)
-            )
+            # A test that leases its VM in its body (got:<epoch>) holds it from then on, not from its start.
+            got = next((float(t[4:]) for t in test.tags if t.startswith("got:")), None)
+            start = datetime.fromtimestamp(got) if got is not None else test.start_time
+            found.append(RobotTest(test.name, suite.name, test.status, test.message, vm, start, test.end_time))
         for child in suite.suites:
             walk(child)
 
@@ -181,13 +182,15 @@ def pool_vms(lab_vars: dict[str, Any]) -> Iterator[list[str]]:
 HOLDER_FAILS = """\
 *** Settings ***
 Resource    {resource}
+Library    OperatingSystem
 
 *** Test Cases ***
 Holder Fails While Holding A VM
     Connect To Host    ${{LAB_URI}}
-    ${{vm}}=    Acquire VM    @{{LAB_VMS}}    timeout=60s
+    ${{vm}}=    Acquire VM    ${{LAB_VMS}}    timeout=60s
     Take Guest Lease    ${{vm}}
-    Set Tags    vm:${{vm}}
+    ${{got}}=    Evaluate    time.time()    modules=time
+    Set Tags    vm:${{vm}}    got:${{got}}
     Create File    {marks}/holder.started    ${{vm}}
     Sleep    3s
     Fail    deliberate failure while holding ${{vm}} (its Release VM would come after this line)
@@ -197,14 +200,16 @@ Holder Fails While Holding A VM
 WAITER = """\
 *** Settings ***
 Resource    {resource}
+Library    OperatingSystem
 Suite Setup    Wait Until Created    {marks}/holder.started    timeout=120s
 
 *** Test Cases ***
 Waiter {i} Gets A VM Within Its Timeout
     Connect To Host    ${{LAB_URI}}
-    ${{vm}}=    Acquire VM    @{{LAB_VMS}}    timeout=150s
+    ${{vm}}=    Acquire VM    ${{LAB_VMS}}    timeout=150s
     Take Guest Lease    ${{vm}}
-    Set Tags    vm:${{vm}}
+    ${{got}}=    Evaluate    time.time()    modules=time
+    Set Tags    vm:${{vm}}    got:${{got}}
     Execute Command In Guest    ${{vm}}    echo waiter-{i} > /tmp/pool-waiter; sleep 2
     Guest File Should Be    /tmp/pool-waiter    waiter-{i}\\n    ${{vm}}
 """
@@ -253,6 +258,7 @@ def test_failure_kind_10_a_failed_holder_never_blocks_the_others(
 VICTIM = """\
 *** Settings ***
 Resource    {resource}
+Library    OperatingSystem
 Suite Setup    Use A Lab VM For This Suite
 Test Setup    Log Test VM
 
@@ -266,6 +272,7 @@ Victim Holds Its VM Until Killed
 SURVIVOR = """\
 *** Settings ***
 Resource    {resource}
+Library    OperatingSystem
 Suite Setup    Survivor Setup
 Test Setup    Log Test VM
 
@@ -392,6 +399,7 @@ def test_sigkill_pabotlib_backend_frees_the_vm_after_the_expiry(
 SHARD_SUITE = """\
 *** Settings ***
 Resource    {resource}
+Library    OperatingSystem
 Suite Setup    Use A Lab VM For This Suite
 Test Setup    Log Test VM
 
