@@ -170,7 +170,9 @@ class PoolKeywords:
         cannot both take it. A file left by a killed holder is broken (and that is logged) only when this
         process holds the VM's pool lease (`Acquire VM`) and the recorded holder is provably gone (its PID on
         this machine is dead, or its PabotLib liveness expired). The lease ends with `Release Guest Lease` or
-        the end of the test (or suite) that took it; a reboot of the guest also removes it.
+        the end of the test (or suite) that took it; a reboot of the guest also removes it. ``timeout`` bounds
+        each guest agent command, including the wait for a guest agent that is not connected yet (default: the
+        library timeout).
 
         | =Keyword=        | =VM=  |
         | Take Guest Lease | ${VM} |
@@ -207,6 +209,7 @@ class PoolKeywords:
         now belongs to someone else (the VM was used by another process meanwhile).
 
         ``force=True`` removes the file whoever holds it (a manual clean-up) and logs what it held.
+        ``timeout`` bounds each guest agent command (default: the library timeout).
 
         | =Keyword=           | =VM=  |
         | Release Guest Lease | ${VM} |
