@@ -205,7 +205,7 @@ pabot hands ids out round-robin, so it is not safe alone.
 
 Leases protect cooperating suites only: input keywords do not check them. `Take Guest Lease` and
 `Release Guest Lease` add a lease file inside the guest (``/run/atp-lease``), which proves exclusive use
-independently of the pool. See docs/design.md.
+independently of the pool. See docs/pool.md.
 
 | =Assignment= | =Keyword=  | =Argument=  | =Argument=                  | =Argument=     |
 | ${vm} =      | Acquire VM | @{LAB_VMS}  | prefer=${PABOTEXECUTIONPOOLID} | timeout=10 min |
