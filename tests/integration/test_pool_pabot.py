@@ -540,3 +540,32 @@ def test_without_the_shared_store_the_in_guest_lease_catches_the_double_use(
     assert all("/run/atp-lease in the guest names" in r.message and "runner-" in r.message for r in refused)
     assert any(result.returncode != 0 for result in results)
     print(f"control (local, two lease dirs): {len(refused)} of {len(runs)} tests refused by the in-guest lease")
+
+
+def test_sixteen_processes_never_use_one_vm_at_once(
+    lab_vars: dict[str, Any], pool_vms: list[str], tmp_path: Path
+) -> None:
+    """pabot --processes 16 --pabotlib (PabotLib backend) with 16 suites on 2 VMs: every test passes (every
+    in-guest lease taken, the guest file each test writes unchanged after its pause) and per VM no two tests
+    overlap in time."""
+    suites = _shard_suites(tmp_path, 16)
+    out = tmp_path / "out"
+    env = run_env(tmp_path / "leases", ATP_POOL="pabotlib")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            *pabot(["--processes", "16", "--pabotlib", "--pabotlibport", "0"], out, env, pool_vms, lab_vars["uri"]),
+            str(suites),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
+    elapsed = time.monotonic() - started
+    runs = robot_tests_in(out / "output.xml")
+    failed = [f"{r.name}: {r.message}" for r in runs if r.status != "PASS"]
+    assert len(runs) == 32 and not failed and proc.returncode == 0, "\n".join(failed) + proc.stdout[-2000:]
+    counts = no_overlap_per_vm(runs)
+    assert set(counts) == set(pool_vms), counts
+    print(f"16 processes: {len(runs)} tests on {counts} in {elapsed:.0f} s")
