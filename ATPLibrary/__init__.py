@@ -153,7 +153,7 @@ class ATPLibrary(DynamicCore):  # type: ignore[misc]
 
     def end_test(self, data: Any, result: Any) -> None:
         self._keyboard.release_held_keys()
-        self._pool.leave_scope(f"test '{data.full_name}'")
+        self._pool.leave_scope(f"test '{data.full_name}'", result)  # a lost lease fails the test
 
 
 ATPLibrary.__doc__ = library_doc()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -374,3 +375,20 @@ def test_a_lost_lease_fails_the_next_pool_keyword_loudly(
         keywords.acquire_vm("vm2", timeout=timedelta(seconds=1))
     assert keywords.acquire_vm("vm2", timeout=timedelta(seconds=1)) == "vm2"  # said once, then usable again
     assert keywords.leave_scope("suite 'S'") == []
+
+
+def test_a_lease_lost_during_a_test_fails_that_test(service: InProcessPabotLib, clock: Clock, tmp_path: Path) -> None:
+    ctx = LibraryContext(timeout=timedelta(seconds=5), uri="test:///default")
+    keywords = PoolKeywords(ctx, LeaseStore(tmp_path))
+    mine = store(service, clock, "mine")
+    keywords._pool = VmPool(Backend.PABOTLIB, LeaseStore(tmp_path), mine, clock=clock, sleep=clock.sleep)
+    keywords.enter_scope("test 'S.T'")
+    assert keywords.acquire_vm("vm1", timeout=timedelta(seconds=1)) == "vm1"
+    clock.now += 61
+    other = store(service, clock, "other")
+    assert other.try_take("test:///default", "vm1", holder("thief", machine="runner-b"))[0] is not None
+    mine.renew()
+    result = SimpleNamespace(status="PASS", message="")
+    problems = keywords.leave_scope("test 'S.T'", result)  # what the library's end_test listener does
+    assert len(problems) == 1 and "vm1" in problems[0]
+    assert result.status == "FAIL" and "The lease on VM 'vm1' was lost during test 'S.T'" in result.message
