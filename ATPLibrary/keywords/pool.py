@@ -163,8 +163,9 @@ class PoolKeywords:
 
     @keyword("Take Guest Lease")
     def take_guest_lease(self, vm: str, timeout: timedelta | None = None) -> None:
-        """Creates ``/run/atp-lease`` in ``vm`` through the guest agent, atomically, naming this process and test;
-        fails naming the holder when it already exists.
+        """Creates ``/run/atp-lease`` in ``vm`` atomically, naming this process and test.
+
+        Fails naming the holder when the file already exists. The file is created through the guest agent.
 
         This proves exclusive use independently of the pool: two processes that both think they own the VM
         cannot both take it. A file left by a killed holder is broken (and that is logged) only when this
@@ -205,8 +206,10 @@ class PoolKeywords:
 
     @keyword("Release Guest Lease")
     def release_guest_lease(self, vm: str, force: bool = False, timeout: timedelta | None = None) -> None:
-        """Removes ``/run/atp-lease`` from ``vm`` if this process took it; fails naming the holder when the file
-        now belongs to someone else (the VM was used by another process meanwhile).
+        """Removes ``/run/atp-lease`` from ``vm`` if this process took it.
+
+        Fails naming the holder when the file now belongs to someone else (the VM was used by another process
+        meanwhile).
 
         ``force=True`` removes the file whoever holds it (a manual clean-up) and logs what it held.
         ``timeout`` bounds each guest agent command (default: the library timeout).

@@ -12,6 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYWORDS = {
+    "Configure VM Pool",
+    "Take Guest Lease",
+    "Release Guest Lease",
+    "Execute PowerShell In Guest",
+    "Install PowerShell Stand-In",
+    "Set PowerShell Path",
     "Open SPICE Session",
     "Close SPICE Session",
     "Take SPICE Screenshot",
