@@ -34,6 +34,31 @@ def lab() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def running_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The lab's variables, used as they are when at least ``MIN_TEST_VMS`` of its guests run.
+
+    Tests that lease their own guests take this instead of ``lab``: on a lab shared with others, one guest
+    that someone is restarting must not hold them up. Only when the lab is not up (a fresh machine, CI) is
+    the ``lab`` fixture asked to bring it up, with its CI rule (fail, never skip).
+    """
+    import json
+
+    from ATPLibrary.lab.lab import Lab
+    from ATPLibrary.lab.paths import vars_file
+
+    try:
+        data: dict[str, Any] = json.loads(vars_file().read_text())
+        guests = Lab().status()["guests"]
+    except Exception:  # no variables file, or no libvirtd yet
+        data, guests = {}, {}
+    running = [vm for vm in data.get("vms", []) if guests.get(vm, {}).get("state") == "running"]
+    if len(running) >= MIN_TEST_VMS:
+        return data
+    lab: dict[str, Any] = request.getfixturevalue("lab")
+    return lab
+
+
+@pytest.fixture(scope="session")
 def leased_vms(lab: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """Two lab guests leased for this pytest session (`Acquire VM` leases): parallel suites or another
     test run on this machine never drive them at the same time."""

@@ -9,7 +9,6 @@ only the store under test protects them.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import socket
@@ -137,19 +136,10 @@ def wait_for(path: Path, timeout: float, proc: subprocess.Popen[bytes] | None = 
 
 
 @pytest.fixture(scope="module")
-def lab_vars(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The running lab's variables; brings the lab up (the session fixture) only when it is not up yet, so
-    that these tests need just their two guests ready, not every guest of a lab shared with others."""
-    from ATPLibrary.lab.paths import vars_file
-
-    try:
-        data: dict[str, Any] = json.loads(vars_file().read_text())
-    except (OSError, ValueError):
-        data = {}
-    if len(data.get("vms", [])) >= 2:
-        return data
-    lab: dict[str, Any] = request.getfixturevalue("lab")
-    return lab
+def lab_vars(running_lab: dict[str, Any]) -> dict[str, Any]:
+    """The running lab's variables (these tests need just their two guests ready, not every guest of a lab
+    shared with others)."""
+    return running_lab
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,11 @@ def lab(request: pytest.FixtureRequest) -> dict[str, Any]:
     ``atp-vdi-…`` domains but never boot them, so a lab guest that is slow to boot must not skip this test.
     The simulator is (re)started under the lab's own lock, as `atp lab up` does when the code changed.
     """
-    from ATPLibrary.lab import paths
     from ATPLibrary.lab.lab import Lab
     from ATPLibrary.lab.vdi_sim import LabVdiSim, code_key, port
 
     try:
-        lab_vars: dict[str, Any] = json.loads(paths.vars_file().read_text())
+        lab_vars: dict[str, Any] = dict(request.getfixturevalue("running_lab"))
         owner = Lab(log=lambda message: print(f"[lab] {message}", flush=True))
         sim = LabVdiSim(owner.dir, owner.log)
         state = json.loads(sim.state_file.read_text()) if sim.state_file.exists() else {}
