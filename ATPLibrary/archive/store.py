@@ -613,6 +613,7 @@ class ArchiveStore:
                 if t["status"] == "FAIL"
             ],
             "vms": [{"vm": k, **v} for k, v in sorted(vms.items())],
+            "vm_overlaps": vm_overlaps(tests),
             "latency": _latency_stats(latencies),
         }
 
@@ -724,6 +725,37 @@ def area_of(suite_longname: str) -> str:
     a top suite with no child suite is its own area."""
     parts = suite_longname.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
+
+
+def vm_overlaps(tests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pairs of tests that ran on the same VM at overlapping times (start to end, setup and teardown included).
+
+    This is the archive's own check that no VM served two tests at once; it reads only the stored rows, not the
+    pool's bookkeeping.  Each pair names both tests and the overlap in seconds.
+    """
+    by_vm: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    for test in tests:
+        if test.get("vm") and test.get("start_time") and test.get("end_time"):
+            start = datetime.fromisoformat(test["start_time"])
+            end = datetime.fromisoformat(test["end_time"])
+            by_vm.setdefault(test["vm"], []).append((start, end, test["longname"]))
+    overlaps: list[dict[str, Any]] = []
+    for vm, spans in sorted(by_vm.items()):
+        spans.sort()
+        latest_end, latest_name = spans[0][1], spans[0][2]
+        for start, end, name in spans[1:]:
+            if start < latest_end:
+                overlaps.append(
+                    {
+                        "vm": vm,
+                        "first": latest_name,
+                        "second": name,
+                        "overlap_s": round((min(end, latest_end) - start).total_seconds(), 3),
+                    }
+                )
+            if end > latest_end:
+                latest_end, latest_name = end, name
+    return overlaps
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:

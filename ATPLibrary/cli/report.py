@@ -154,6 +154,8 @@ def _show(args: argparse.Namespace) -> int:
             print(f"    {line}")
     print("\nVMs used")
     print_table(summary["vms"], ("vm", "tests", "FAIL"), ("vm", "tests", "failed"), empty="(no test had a vm: tag)")
+    print("\nVM overlaps (two tests on one VM at the same time, from the stored start and end times)")
+    print_table(summary["vm_overlaps"], ("vm", "first", "second", "overlap_s"), empty="(none)")
     lat = summary["latency"]
     print("\nverification latency (ms)")
     if lat["count"]:

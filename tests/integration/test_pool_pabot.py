@@ -540,11 +540,14 @@ def test_sixteen_processes_never_use_one_vm_at_once(
     overlap in time."""
     suites = _shard_suites(tmp_path, 16)
     out = tmp_path / "out"
-    env = run_env(tmp_path / "leases", ATP_POOL="pabotlib")
+    archive = tmp_path / "archive.db"
+    env = run_env(tmp_path / "leases", ATP_POOL="pabotlib", ATP_ARCHIVE_DB=str(archive), ATP_RUN_ID="pool-16")
     started = time.monotonic()
     proc = subprocess.run(
         [
             *pabot(["--processes", "16", "--pabotlib", "--pabotlibport", "0"], out, env, pool_vms, lab_vars["uri"]),
+            "--listener",
+            "ATPLibrary.archive.ArchiveListener",
             str(suites),
         ],
         env=env,
@@ -558,4 +561,12 @@ def test_sixteen_processes_never_use_one_vm_at_once(
     assert len(runs) == 32 and not failed and proc.returncode == 0, "\n".join(failed) + proc.stdout[-2000:]
     counts = no_overlap_per_vm(runs)
     assert set(counts) == set(pool_vms), counts
+    # The results archive's own rows say the same: 32 tests, each with its VM, no two at once on one VM.
+    from ATPLibrary.archive.store import ArchiveStore, vm_overlaps
+
+    with ArchiveStore(archive) as store:
+        stored = store.tests(store.resolve_run("pool-16"))
+        assert store.integrity() == "ok"
+    assert len(stored) == 32 and {t["vm"] for t in stored} == set(pool_vms)
+    assert vm_overlaps(stored) == []
     print(f"16 processes: {len(runs)} tests on {counts} in {elapsed:.0f} s")

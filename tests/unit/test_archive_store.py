@@ -435,3 +435,29 @@ def test_delete_refuses_files_outside_the_backup_folder(db: Path, tmp_path: Path
     with pytest.raises(ConfigurationError, match="not in the backup folder"):
         backup.delete_backup(db.parent / "backups", str(outside))
     assert outside.exists()
+
+
+def test_vm_overlaps_finds_two_tests_on_one_vm_at_once_and_nothing_else() -> None:
+    from ATPLibrary.archive.store import vm_overlaps
+
+    def row(name: str, vm: str | None, start: str, end: str) -> dict[str, object]:
+        return {
+            "longname": name,
+            "vm": vm,
+            "start_time": f"2026-12-04T10:00:{start}+00:00",
+            "end_time": f"2026-12-04T10:00:{end}+00:00",
+        }
+
+    back_to_back = [row("S.A", "vm1", "00.000", "05.000"), row("S.B", "vm1", "05.000", "09.000")]
+    other_vm_or_none = [row("S.C", "vm2", "01.000", "08.000"), row("S.D", None, "01.000", "08.000")]
+    assert vm_overlaps(back_to_back + other_vm_or_none) == []
+    # A long test covers two later ones: both overlaps are named against it.
+    long = [
+        row("S.L", "vm1", "00.000", "30.000"),
+        row("S.M", "vm1", "10.000", "12.000"),
+        row("S.N", "vm1", "20.500", "40.000"),
+    ]
+    assert vm_overlaps(long) == [
+        {"vm": "vm1", "first": "S.L", "second": "S.M", "overlap_s": 2.0},
+        {"vm": "vm1", "first": "S.L", "second": "S.N", "overlap_s": 9.5},
+    ]
