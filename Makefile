@@ -112,6 +112,7 @@ docs: install
 	$(BIN)/python -m robot.libdoc --name ATPLibrary ATPLibrary docs/ATPLibrary.html
 	$(BIN)/python -m robot.libdoc --format JSON --specdocformat HTML ATPLibrary docs/ATPLibrary.json
 	$(BIN)/python -m robot.libdoc --format LIBSPEC --specdocformat HTML ATPLibrary docs/ATPLibrary.libspec
+	sed -i 's#$(CURDIR)/##g' docs/ATPLibrary.html docs/ATPLibrary.json docs/ATPLibrary.libspec  # paths in the repo
 
 clean:
 	rm -rf $(RESULTS) .pytest_cache .mypy_cache .ruff_cache
