@@ -715,9 +715,19 @@ class VerificationServer:
             connector = self._connectors.pop(vm, None)
             if connector is not None:
                 await self._stop_connector(connector)
-            session = self._sessions.get(vm)
+            session = self._sessions.pop(vm, None)
             if session is not None:
-                session.close("disconnected by the test")
+                # Gone at once, not when its reader task ends: a deploy that disconnects and then connects must
+                # wait for the new agent's hello, never take this closing session for a live one.
+                reason = "disconnected by the test"
+                session.close(reason)
+                status = self._vm_status(vm)
+                status.event.clear()
+                status.last_seen = session.last_message
+                status.last_end = reason
+                inbox = self._inboxes.get(vm)
+                if inbox is not None:
+                    inbox.lost(reason)
 
         self._call(disconnect(), self.call_timeout, what=f"disconnecting VM '{vm}'")
 

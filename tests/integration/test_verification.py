@@ -79,6 +79,18 @@ def test_deployed_agent_replaces_the_image_agent_and_reports_the_package_version
     kw(vlib, "Type Text", vm, "echo deployed\n", verify=True)
 
 
+def test_deploying_again_in_the_same_process_keeps_verification_working(vlib: Any, lifecycle_vm: str) -> None:
+    """Two suites in one robot process each deploy the agent: the second deploy must wait for the new agent.
+    (It once took the session it had just closed for a live one, and the next verified input timed out.)"""
+    vm = lifecycle_vm
+    kw(vlib, "Deploy Verification Agent", vm, timeout=60)
+    kw(vlib, "Type Text", vm, "echo one\n", verify=True)
+    kw(vlib, "Deploy Verification Agent", vm, timeout=60)
+    kw(vlib, "Type Text", vm, "echo two\n", verify=True)
+    kw(vlib, "Deploy Verification Agent", vm, timeout=60)
+    kw(vlib, "Press Keys", vm, "ctrl+c", verify=True)
+
+
 def test_killed_agent_fails_the_next_verified_keyword_then_recovers(vlib: Any, lifecycle_vm: str) -> None:
     vm = lifecycle_vm
     kw(vlib, "Deploy Verification Agent", vm, timeout=60)
