@@ -112,6 +112,11 @@ def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
     password = env.get(ENV_PASSWORD)
     if password == "":
         raise UsageError(f"{ENV_PASSWORD} is set but empty: set it to the platform password, or unset it")
+    if password is None and lab.get("password_file") and url.rstrip("/") != str(lab.get("url") or "").rstrip("/"):
+        raise UsageError(
+            f"no VDI password for {url}: set {ENV_PASSWORD} (the lab's password is only ever sent to the lab's "
+            f"simulator at {lab.get('url')})"
+        )
     if password is None and lab.get("password_file"):
         try:
             password = Path(str(lab["password_file"])).read_text().strip()

@@ -625,3 +625,26 @@ def test_ctrl_c_mid_batch_reports_what_was_done_and_exits_130(
     ]
     assert out.splitlines()[-1] == "INTERRUPTED: auto-ad (interrupted): 3 VM(s): 1 done, 1 skipped, 1 failed"
     assert [vm.auto_join_domain for vm in sorted(client.list_vms(keyword="qa-"), key=lambda v: v.name)] == [1, 0, 0]
+
+
+def test_the_labs_password_is_never_sent_to_another_url(
+    sim: SimServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without ATP_VDI_PASSWORD the lab's password is used only for the lab's own simulator URL."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "pw").write_text(PASSWORD)
+    monkeypatch.setenv("ATP_LAB_DIR", str(lab))
+    monkeypatch.delenv("ATP_VDI_PASSWORD", raising=False)
+    (lab / "lab-vars.json").write_text(
+        json.dumps({"vdi": {"url": "http://127.0.0.1:9/", "username": "admin", "password_file": str(lab / "pw")}})
+    )
+    rc, out, err = atp(capsys, "vdi", "list-hosts", "--url", sim.url)
+    assert (rc, out) == (2, "") and "only ever sent to the lab's simulator at http://127.0.0.1:9/" in err
+    assert PASSWORD not in err
+    # The lab's own URL (with or without the trailing slash) still gets it.
+    (lab / "lab-vars.json").write_text(
+        json.dumps({"vdi": {"url": sim.url + "/", "username": "admin", "password_file": str(lab / "pw")}})
+    )
+    rc, out, err = atp(capsys, "vdi", "list-hosts", "--url", sim.url)
+    assert rc == 0, err
