@@ -112,6 +112,19 @@ def _clip(text: str, width: int = MESSAGE_WIDTH) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def _atp() -> str:
+    """How to call `atp` from here: the path of the running one when it is not on PATH (e.g. .venv/bin/atp)."""
+    import shutil
+
+    exe = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if exe is None or exe.name != "atp" or shutil.which("atp") == str(exe.resolve()):
+        return "atp"
+    try:
+        return str(exe.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
 def render(summary: RunSummary, archive: dict[str, Any] | None, run_key: str | None) -> str:
     rows = [
         {
@@ -149,7 +162,7 @@ def render(summary: RunSummary, archive: dict[str, Any] | None, run_key: str | N
         if archive and "error" not in archive:
             state = ", incomplete" if archive.get("incomplete") else ""
             lines.append(
-                f"archive: run {archive['id']} ({archive['tests']} tests{state}): atp report show {archive['id']}"
+                f"archive: run {archive['id']} ({archive['tests']} tests{state}): {_atp()} report show {archive['id']}"
             )
         else:
             lines.append(f"archive: run {run_key} not found: {(archive or {}).get('error', '')}")
