@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-#: Guests the tests need: [0] for typing and commands, [1] for lifecycle tests that stop and start it.
-MIN_TEST_VMS = 2
+#: Guests the tests need: the session leases two ([0] for typing and commands, [1] for lifecycle tests that stop and
+#: start it, see ``leased_vms``), and tests that run real pabot suites (DataDriver, the pool) lease the others.
+MIN_TEST_VMS = 4
 
 
 @pytest.fixture(scope="session")
