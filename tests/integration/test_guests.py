@@ -191,6 +191,10 @@ def test_lab_up_waits_for_a_stopped_guests_new_boot(library: Any, lab: dict[str,
     vm = lifecycle_vm
     wait_console_ready(library, vm)
     serial = Path(lab["guests"][vm]["serial_log"])
+    # The guest creates /run/atp-console-ready just before it writes the serial line: give the line a moment.
+    deadline = time.monotonic() + 15
+    while console_status(serial) != "ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert console_status(serial) == "ready"
     kw(library, "Destroy VM", vm)
     kw(library, "Wait Until VM State", vm, "shut off", timeout=10)
