@@ -36,6 +36,20 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "default"
 
 
+def candidate_order(candidates: Sequence[str], prefer: int = 0) -> list[str]:
+    """The VMs to try, ``candidates[prefer]`` first and then round the list; empty names are dropped.
+
+    Raises ConfigurationError when no VM is left or one is named twice.
+    """
+    vms = [v for v in candidates if v]
+    if not vms:
+        raise ConfigurationError("no VMs to acquire: give at least one VM name")
+    if len(set(vms)) != len(vms):
+        raise ConfigurationError(f"the VM list names a VM twice: {', '.join(vms)}")
+    start = prefer % len(vms)
+    return vms[start:] + vms[:start]
+
+
 @dataclass
 class Lease:
     vm: str
@@ -103,13 +117,7 @@ class LeaseStore:
         poll: float = 0.1,
     ) -> Lease:
         """Lease the first free VM of ``candidates``, trying ``candidates[prefer]`` first; wait up to ``timeout``."""
-        vms = [v for v in candidates if v]
-        if not vms:
-            raise ConfigurationError("no VMs to acquire: give at least one VM name")
-        if len(set(vms)) != len(vms):
-            raise ConfigurationError(f"the VM list names a VM twice: {', '.join(vms)}")
-        start = prefer % len(vms)
-        order = vms[start:] + vms[:start]
+        order = candidate_order(candidates, prefer)
         deadline = self._clock() + timeout
         while True:
             for vm in order:

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from ATPLibrary.errors import ConfigurationError, WaitTimeoutError
 from ATPLibrary.pool.identity import Holder
-from ATPLibrary.pool.leases import Lease, LeaseStore
+from ATPLibrary.pool.leases import Lease, LeaseStore, candidate_order
 from ATPLibrary.pool.pabotlib import PabotLibError, RemotePabotLib
 from ATPLibrary.pool.shared import (
     DEFAULT_EXPIRY,
@@ -166,13 +166,7 @@ class VmPool:
         poll: float = 0.2,
     ) -> VmLease:
         """Lease the first free VM of ``candidates`` (``candidates[prefer]`` first); wait up to ``timeout``."""
-        vms = [v for v in candidates if v]
-        if not vms:
-            raise ConfigurationError("no VMs to acquire: give at least one VM name")
-        if len(set(vms)) != len(vms):
-            raise ConfigurationError(f"the VM list names a VM twice: {', '.join(vms)}")
-        start = prefer % len(vms)
-        order = vms[start:] + vms[:start]
+        order = candidate_order(candidates, prefer)
         deadline = self._clock() + timeout
         busy: dict[str, str] = {}
         while True:
